@@ -1,0 +1,51 @@
+// ccattn public API: forward and backward attention.
+//
+// Shapes (last dimension contiguous, other strides free, in elements):
+//   fixed length: q [B, Sq, Hq, Dqk], k [B, Sk, Hkv, Dqk], v [B, Sk, Hkv, Dv],
+//                 out [B, Sq, Hq, Dv], lse float32 [B, Hq, Sq]
+//   varlen:       q [Tq, Hq, Dqk], k [Tk, Hkv, Dqk], v [Tk, Hkv, Dv], out [Tq, Hq, Dv],
+//                 lse float32 [Hq, Tq], cu_seqlens_q / cu_seqlens_k int32 [B + 1]
+// q, k, v, out and the gradients share one dtype (bf16 or fp16); accumulation is float32.
+#pragma once
+
+#include <optional>
+
+#include "ccattn/mask.h"
+#include "ccattn/status.h"
+#include "ccattn/tensor.h"
+
+namespace ccattn {
+
+enum class Backend { automatic, cpu, cuda };
+
+struct ForwardArgs {
+    Tensor q, k, v;
+    Tensor out;                      // written
+    Tensor lse;                      // written when defined (optional)
+    Tensor cu_seqlens_q, cu_seqlens_k;  // both defined for varlen, both absent otherwise
+    Mask mask;
+    std::optional<float> scale;      // default 1 / sqrt(Dqk)
+    Backend backend = Backend::automatic;
+    int num_threads = 0;             // CPU backend: 0 = all hardware threads
+    void* stream = nullptr;          // CUDA backend: cudaStream_t
+};
+
+struct BackwardArgs {
+    Tensor q, k, v, out, lse, dout;  // out and lse as the forward wrote them
+    Tensor dq, dk, dv;               // written
+    Tensor cu_seqlens_q, cu_seqlens_k;
+    Mask mask;
+    std::optional<float> scale;
+    Backend backend = Backend::automatic;
+    int num_threads = 0;
+    void* stream = nullptr;
+};
+
+Status forward(const ForwardArgs& args);
+Status backward(const BackwardArgs& args);
+
+// Which backend Backend::automatic picks on this machine: cuda when the library was built with CUDA
+// and a device is visible and the tensors are on it, cpu otherwise.
+bool cuda_available();
+
+}  // namespace ccattn

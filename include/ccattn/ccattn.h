@@ -1,0 +1,7 @@
+// ccattn: attention with compressed-KV band masks, forward and backward, on CPU and CUDA.
+#pragma once
+
+#include "ccattn/attention.h"
+#include "ccattn/mask.h"
+#include "ccattn/status.h"
+#include "ccattn/tensor.h"

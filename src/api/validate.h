@@ -1,0 +1,26 @@
+// Argument checking: turns the public ForwardArgs / BackwardArgs into core::AttnParams, or returns
+// an error naming the first offending argument. Nothing is written on error.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/attention.h"
+#include "core/params.h"
+
+namespace ccattn::api {
+
+// Host copies of the cu_seqlens arrays when they live on a device (null for host tensors or
+// fixed-length calls); validation reads lengths from them.
+struct HostSeqlens {
+    const std::int32_t* q = nullptr;
+    const std::int32_t* k = nullptr;
+};
+
+Status fill_forward_params(const ForwardArgs& args, const HostSeqlens& host, core::AttnParams& p);
+Status fill_backward_params(const BackwardArgs& args, const HostSeqlens& host, core::AttnParams& p);
+
+// cu_seqlens: non-decreasing, first 0, last == total; returns the longest sequence in *max_len.
+Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t total, const char* name,
+                        std::int64_t* max_len);
+
+}  // namespace ccattn::api

@@ -1,0 +1,76 @@
+// The band mask: row i of a sequence sees keys [lo(i), hi(i)), both non-decreasing in i.
+// This is the single definition of the native mask; every backend and every test derives from it.
+#pragma once
+
+#include <cstdint>
+
+#include "core/host_device.h"
+
+namespace ccattn::core {
+
+// Mathematical floor / ceiling of a / b for b > 0 (C++ division truncates toward zero).
+CCATTN_HD std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+    std::int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+CCATTN_HD std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return -floor_div(-a, b); }
+CCATTN_HD std::int64_t clamp(std::int64_t x, std::int64_t lo, std::int64_t hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+constexpr std::int64_t kNoWindow = -1;
+
+// The built-in band of one sequence (Sq queries, Sk keys):
+//   no mask:  lo = 0, hi = Sk
+//   causal:   hi(i) = clamp(floor((i + delta) / cf) + 1, 0, Sk)    (kv j visible iff j*cf <= i + delta)
+//   window:   lo(i) = clamp(floor((i + delta) / cf) - window, 0, Sk)
+// A window without causal limits only the left edge (flash-attn's window_size = (w, -1)).
+struct CompressedBand {
+    std::int64_t seqlen_k = 0;
+    std::int64_t compress_factor = 1;
+    std::int64_t diag_offset = 0;
+    std::int64_t window_left = kNoWindow;
+    bool causal = false;
+
+    CCATTN_HD std::int64_t diag(std::int64_t i) const { return floor_div(i + diag_offset, compress_factor); }
+    CCATTN_HD std::int64_t lo(std::int64_t i) const {
+        return window_left == kNoWindow ? 0 : clamp(diag(i) - window_left, 0, seqlen_k);
+    }
+    CCATTN_HD std::int64_t hi(std::int64_t i) const {
+        return causal ? clamp(diag(i) + 1, 0, seqlen_k) : seqlen_k;
+    }
+};
+
+// The default diagonal offset: flash-attn's bottom-right alignment for cf = 1, the seed's
+// kv*cf <= q rule (delta = 0) for cf > 1. Varlen applies it per sequence.
+CCATTN_HD std::int64_t default_diag_offset(std::int64_t cf, std::int64_t seqlen_q, std::int64_t seqlen_k) {
+    return cf == 1 ? seqlen_k - seqlen_q : 0;
+}
+
+// The band as the user describes it, before sequence lengths are known (varlen resolves it per
+// sequence).
+struct BandSpec {
+    bool causal = false;
+    std::int64_t compress_factor = 1;
+    bool has_diag_offset = false;
+    std::int64_t diag_offset = 0;
+    std::int64_t window_left = kNoWindow;
+
+    CCATTN_HD CompressedBand for_sequence(std::int64_t seqlen_q, std::int64_t seqlen_k) const {
+        CompressedBand b;
+        b.seqlen_k = seqlen_k;
+        b.compress_factor = compress_factor;
+        b.diag_offset = has_diag_offset ? diag_offset : default_diag_offset(compress_factor, seqlen_q, seqlen_k);
+        b.window_left = window_left;
+        b.causal = causal;
+        return b;
+    }
+};
+
+// Any band type: lo(i) and hi(i), already clamped to [0, Sk].
+template <class Band>
+CCATTN_HD bool visible(const Band& band, std::int64_t i, std::int64_t j) {
+    return band.lo(i) <= j && j < band.hi(i);
+}
+
+}  // namespace ccattn::core

@@ -1,0 +1,92 @@
+// The one plain-data description of an attention call that every backend reads. Filled and
+// validated in one place (src/api/validate.cpp); pointers may be host or device memory.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/mask.h"
+#include "ccattn/tensor.h"
+#include "core/band.h"
+#include "core/host_device.h"
+
+namespace ccattn::core {
+
+// Element strides of a [B, S, H, D] tensor (batch = 0 for varlen [T, H, D]); D is contiguous.
+struct Strides {
+    std::int64_t batch = 0, row = 0, head = 0;
+};
+
+// Block-sparse tile lists, as int32 arrays indexed [b, h, tile(, slot)]; head stride 0 broadcasts.
+struct TileLists {
+    const std::int32_t* count = nullptr;
+    const std::int32_t* index = nullptr;
+    std::int64_t count_batch_stride = 0, count_head_stride = 0, count_tile_stride = 0;
+    std::int64_t index_batch_stride = 0, index_head_stride = 0, index_tile_stride = 0;
+};
+
+struct AttnParams {
+    // sizes
+    int batch = 0;
+    std::int64_t seqlen_q = 0, seqlen_k = 0;  // fixed lengths, or the largest sequence for varlen
+    std::int64_t total_q = 0, total_k = 0;    // rows of the q / k tensors (B * S for fixed length)
+    int heads_q = 0, heads_kv = 0, group = 1;  // group = heads_q / heads_kv
+    int dim_qk = 0, dim_v = 0;
+    DType dtype = DType::bf16;
+    Device device = Device::cpu;
+    const std::int32_t* cu_seqlens_q = nullptr;  // [batch + 1]; null for fixed length
+    const std::int32_t* cu_seqlens_k = nullptr;
+
+    // forward tensors
+    const void* q = nullptr;
+    const void* k = nullptr;
+    const void* v = nullptr;
+    void* out = nullptr;
+    float* lse = nullptr;  // may be null in the forward
+    Strides q_strides, k_strides, v_strides, out_strides;
+    std::int64_t lse_batch_stride = 0, lse_head_stride = 0;  // row stride is 1
+
+    // backward tensors (null in the forward)
+    const void* dout = nullptr;
+    void* dq = nullptr;
+    void* dk = nullptr;
+    void* dv = nullptr;
+    Strides dout_strides, dq_strides, dk_strides, dv_strides;
+
+    float scale = 1.f;
+    float scale_log2 = 1.f;  // scale * log2(e), for exp2-based softmax
+
+    // mask
+    MaskKind mask_kind = MaskKind::band;
+    BandSpec band;
+    std::int64_t sparse_tile_m = 0, sparse_tile_n = 0;  // block-sparse tile sizes
+    TileLists sparse_full, sparse_partial;
+    const Mask* host_mask = nullptr;  // host callables (mask_mod, custom band) for the CPU backend
+
+    int num_threads = 0;
+    void* stream = nullptr;
+
+    CCATTN_HD bool varlen() const { return cu_seqlens_q != nullptr; }
+};
+
+// One sequence of the batch: its lengths and the tensor row where it starts.
+struct Sequence {
+    std::int64_t seqlen_q = 0, seqlen_k = 0;
+    std::int64_t row_q = 0, row_k = 0;  // first row in the q / k tensors (0 for fixed length)
+};
+
+CCATTN_HD Sequence sequence(const AttnParams& p, int b) {
+    if (!p.varlen()) return {p.seqlen_q, p.seqlen_k, 0, 0};
+    std::int64_t q0 = p.cu_seqlens_q[b], k0 = p.cu_seqlens_k[b];
+    return {p.cu_seqlens_q[b + 1] - q0, p.cu_seqlens_k[b + 1] - k0, q0, k0};
+}
+
+// Element offset of (batch b, sequence row i, head h) in a tensor, given its sequence start row.
+CCATTN_HD std::int64_t offset(const Strides& s, int b, std::int64_t row0, std::int64_t i, int h) {
+    return b * s.batch + (row0 + i) * s.row + h * s.head;
+}
+
+CCATTN_HD std::int64_t lse_offset(const AttnParams& p, int b, std::int64_t row0, std::int64_t i, int h) {
+    return b * p.lse_batch_stride + h * p.lse_head_stride + row0 + i;
+}
+
+}  // namespace ccattn::core

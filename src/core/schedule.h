@@ -1,0 +1,113 @@
+// The tile schedule: which (q-tile, kv-tile) pairs hold visible pairs, and which of those need
+// masking. Works for any monotone band (lo, hi non-decreasing), built-in or user-defined.
+//
+// GQA packing: the G = Hq / Hkv query heads of one KV head are interleaved into one row space of
+// Sq * G packed rows; packed row r is query r / G of head r % G. A q-tile is tile_m packed rows.
+// With G = 1 a q-tile is tile_m query positions of one head.
+#pragma once
+
+#include <cstdint>
+
+#include "core/band.h"
+#include "core/host_device.h"
+
+namespace ccattn::core {
+
+enum class TileKind { skip, partial, full };
+
+// Query positions [begin, end) covered by q-tile mt (end clamped to the sequence).
+struct RowSpan {
+    std::int64_t begin = 0, end = 0;
+    CCATTN_HD bool empty() const { return end <= begin; }
+};
+
+CCATTN_HD RowSpan query_span(std::int64_t mt, std::int64_t tile_m, std::int64_t group, std::int64_t seqlen_q) {
+    std::int64_t r0 = mt * tile_m;
+    std::int64_t r1 = r0 + tile_m < seqlen_q * group ? r0 + tile_m : seqlen_q * group;
+    if (r1 <= r0) return {0, 0};
+    return {r0 / group, (r1 - 1) / group + 1};
+}
+
+CCATTN_HD std::int64_t num_tiles(std::int64_t extent, std::int64_t tile) { return ceil_div(extent, tile); }
+
+// Classification of q rows `rows` against keys [n0, n0 + tile_n). The kv tile is not clamped to Sk:
+// a ragged last tile is never full, so the in-register mask also covers the sequence end.
+template <class Band>
+CCATTN_HD TileKind classify(const Band& band, RowSpan rows, std::int64_t n0, std::int64_t tile_n) {
+    std::int64_t n1 = n0 + tile_n;
+    if (rows.empty() || n0 >= band.hi(rows.end - 1) || n1 <= band.lo(rows.begin)) return TileKind::skip;
+    if (band.lo(rows.end - 1) <= n0 && n1 <= band.hi(rows.begin)) return TileKind::full;
+    return TileKind::partial;
+}
+
+// A contiguous range of tiles [begin, end) whose full tiles are [full_begin, full_end); the rest are
+// partial. Monotone bands always give this shape: partial tiles on the left edge, then full tiles,
+// then partial tiles on the right edge (the diagonal).
+struct TileRange {
+    std::int64_t begin = 0, full_begin = 0, full_end = 0, end = 0;
+    CCATTN_HD bool empty() const { return end <= begin; }
+    CCATTN_HD std::int64_t count() const { return end > begin ? end - begin : 0; }
+    CCATTN_HD bool is_full(std::int64_t t) const { return full_begin <= t && t < full_end; }
+};
+
+CCATTN_HD TileRange make_range(std::int64_t begin, std::int64_t end, std::int64_t full_begin, std::int64_t full_end) {
+    if (end <= begin) return {begin, begin, begin, begin};
+    full_begin = clamp(full_begin, begin, end);
+    full_end = clamp(full_end, full_begin, end);
+    return {begin, full_begin, full_end, end};
+}
+
+// Forward: the kv tiles q-tile `rows` visits: [floor(lo(m0) / tile_n), ceil(hi(m1-1) / tile_n)).
+// A tile t is full iff lo(m1-1) <= t*tile_n and (t+1)*tile_n <= hi(m0).
+template <class Band>
+CCATTN_HD TileRange kv_tile_range(const Band& band, RowSpan rows, std::int64_t tile_n) {
+    if (rows.empty()) return {};
+    std::int64_t lo_first = band.lo(rows.begin), hi_last = band.hi(rows.end - 1);
+    if (hi_last <= lo_first) return {};  // every row of the tile is empty
+    return make_range(floor_div(lo_first, tile_n), ceil_div(hi_last, tile_n),
+                      ceil_div(band.lo(rows.end - 1), tile_n), floor_div(band.hi(rows.begin), tile_n));
+}
+
+// First i in [begin, end) with pred(i) true, for pred false...false true...true; end if none.
+template <class Pred>
+CCATTN_HD std::int64_t partition_point(std::int64_t begin, std::int64_t end, Pred pred) {
+    while (begin < end) {
+        std::int64_t mid = begin + (end - begin) / 2;
+        if (pred(mid)) end = mid;
+        else begin = mid + 1;
+    }
+    return begin;
+}
+
+// Backward: the q-tiles (packed, tile_m rows each) that see keys [n0, n0 + tile_n) of a sequence of
+// seqlen_q queries. Rows seeing the tile are those with hi(i) > n0 and lo(i) < n1; the tile is full
+// for rows with hi(i) >= n1 and lo(i) <= n0. Found by binary search, so any monotone band works.
+template <class Band>
+CCATTN_HD TileRange q_tile_range(const Band& band, std::int64_t n0, std::int64_t tile_n, std::int64_t seqlen_q,
+                                 std::int64_t tile_m, std::int64_t group) {
+    std::int64_t n1 = n0 + tile_n;
+    std::int64_t i_begin = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) > n0; });
+    std::int64_t i_end = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) >= n1; });
+    if (i_end <= i_begin) return {};
+    std::int64_t full_rows_begin = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) >= n1; });
+    std::int64_t full_rows_end = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) > n0; });
+    std::int64_t packed_rows = seqlen_q * group;
+    // A q-tile is full when its first row is >= full_rows_begin and its last row < full_rows_end.
+    std::int64_t full_end = full_rows_end >= seqlen_q ? num_tiles(packed_rows, tile_m)
+                                                      : floor_div(full_rows_end * group, tile_m);
+    return make_range(floor_div(i_begin * group, tile_m), ceil_div(i_end * group, tile_m),
+                      ceil_div(full_rows_begin * group, tile_m), full_end);
+}
+
+// Visible (query, key) pairs of one sequence and head: the FLOP count's basis.
+template <class Band>
+inline std::int64_t visible_pairs(const Band& band, std::int64_t seqlen_q) {
+    std::int64_t pairs = 0;
+    for (std::int64_t i = 0; i < seqlen_q; ++i) {
+        std::int64_t lo = band.lo(i), hi = band.hi(i);
+        pairs += hi > lo ? hi - lo : 0;
+    }
+    return pairs;
+}
+
+}  // namespace ccattn::core
