@@ -32,7 +32,7 @@ struct BlockSparseMask {
     Tensor full_index;        // int32 [B, Hq|1, num_q_tiles, max_full]
     Tensor partial_count;     // int32 [B, Hq|1, num_q_tiles]
     Tensor partial_index;     // int32 [B, Hq|1, num_q_tiles, max_partial]
-    MaskModFn mask_mod;       // host predicate for partial tiles (CPU backend)
+    MaskModFn mask_mod;       // host predicate for partial tiles (CPU backend; CUDA: see Mask::mask_mod)
 };
 
 enum class MaskKind { band, mask_mod, block_sparse, custom_band };
@@ -48,7 +48,10 @@ struct Mask {
     std::optional<std::int64_t> diag_offset;  // default: Sk - Sq when cf == 1, else 0
     std::optional<std::int64_t> window_left;  // unset: unlimited
 
-    MaskModFn mask_mod;           // kind == mask_mod
+    // kind == mask_mod: the CPU backend calls this host predicate per element. Through this runtime
+    // API the CUDA backend has no host callable to call: it evaluates the band fields above per
+    // element instead, with no tile skipping (the benchmark's mask_mod path).
+    MaskModFn mask_mod;
     BlockSparseMask block_sparse;  // kind == block_sparse
     CustomBand custom_band;       // kind == custom_band
 

@@ -111,25 +111,29 @@ Status check_tile_lists(const Tensor& count, const Tensor& index, const char* co
 Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     p.mask_kind = m.kind;
     p.host_mask = &m;
+    // The band fields describe the native mask, and the element predicate of the CUDA backend's
+    // mask_mod and block-sparse paths: always checked.
+    if (m.compress_factor < 1)
+        return Status::invalid("mask.compress_factor", "must be >= 1, got " + std::to_string(m.compress_factor));
+    if (m.window_left && *m.window_left < 0)
+        return Status::invalid("mask.window_left", "must be >= 0, got " + std::to_string(*m.window_left));
+    if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
+        return Status::invalid("mask.diag_offset", "magnitude must be below 2^62");
+    p.band.causal = m.causal;
+    p.band.compress_factor = m.compress_factor;
+    p.band.has_diag_offset = m.diag_offset.has_value();
+    p.band.diag_offset = m.diag_offset.value_or(0);
+    p.band.window_left = m.window_left.value_or(core::kNoWindow);
+    const bool host = device == Device::cpu;
     switch (m.kind) {
         case MaskKind::band:
-            if (m.compress_factor < 1)
-                return Status::invalid("mask.compress_factor", "must be >= 1, got " + std::to_string(m.compress_factor));
-            if (m.window_left && *m.window_left < 0)
-                return Status::invalid("mask.window_left", "must be >= 0, got " + std::to_string(*m.window_left));
-            if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
-                return Status::invalid("mask.diag_offset", "magnitude must be below 2^62");
-            p.band.causal = m.causal;
-            p.band.compress_factor = m.compress_factor;
-            p.band.has_diag_offset = m.diag_offset.has_value();
-            p.band.diag_offset = m.diag_offset.value_or(0);
-            p.band.window_left = m.window_left.value_or(core::kNoWindow);
             return Status::success();
         case MaskKind::mask_mod:
-            if (!m.mask_mod) return Status::invalid("mask.mask_mod", "is empty");
+            if (host && !m.mask_mod) return Status::invalid("mask.mask_mod", "is empty");
             return Status::success();
         case MaskKind::custom_band:
             if (!m.custom_band.lo || !m.custom_band.hi) return Status::invalid("mask.custom_band", "needs both lo and hi");
+            if (!host) return Status::unsupported("mask.custom_band", "host callables run on the CPU backend only");
             return Status::success();
         case MaskKind::block_sparse: {
             const BlockSparseMask& bs = m.block_sparse;
@@ -145,7 +149,7 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
                                  "mask.block_sparse.partial_index", p.batch, p.heads_q, q_tiles, kv_tiles, device,
                                  p.sparse_partial);
             if (!s.ok()) return s;
-            if (device == Device::cpu && !bs.mask_mod)
+            if (host && !bs.mask_mod)
                 return Status::invalid("mask.block_sparse.mask_mod", "is empty (partial tiles need it)");
             p.sparse_tile_m = bs.tile_m;
             p.sparse_tile_n = bs.tile_n;
@@ -166,6 +170,8 @@ Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
         return Status::invalid(cu_q.defined() ? "cu_seqlens_k" : "cu_seqlens_q",
                                "varlen needs both cu_seqlens_q and cu_seqlens_k");
     const bool varlen = cu_q.defined();
+    if (varlen && (cu_q.rank != 1 || cu_q.shape[0] < 1))
+        return Status::invalid("cu_seqlens_q", "must be an int32 vector [B + 1], got " + dims(cu_q));
     const int rank = varlen ? 3 : 4;
     const int r = varlen ? 0 : 1;  // index of the sequence dimension
     const DType dt = q.dtype;
