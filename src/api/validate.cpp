@@ -1,7 +1,9 @@
 #include "api/validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "core/schedule.h"
 
@@ -108,6 +110,39 @@ Status check_tile_lists(const Tensor& count, const Tensor& index, const char* co
     return Status::success();
 }
 
+// A kv tile listed twice for one q-tile (in either list) would be counted twice.
+Status check_no_repeated_tiles(const BlockSparseMask& bs, std::int64_t batch, std::int64_t q_tiles,
+                               std::int64_t kv_tiles) {
+    struct List {
+        const Tensor& count;
+        const Tensor& index;
+        const char* name;
+    };
+    const List lists[2] = {{bs.full_count, bs.full_index, "mask.block_sparse.full_index"},
+                           {bs.partial_count, bs.partial_index, "mask.block_sparse.partial_index"}};
+    const std::int64_t heads = std::max(bs.full_count.shape[1], bs.partial_count.shape[1]);
+    std::vector<std::int64_t> seen_in(std::size_t(kv_tiles), -1);  // last (b, h, q-tile) key listing it
+    std::int64_t key = 0;
+    for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t h = 0; h < heads; ++h)
+            for (std::int64_t t = 0; t < q_tiles; ++t, ++key)
+                for (const List& l : lists) {
+                    const std::int64_t hl = l.count.shape[1] == 1 ? 0 : h;
+                    const auto* c = static_cast<const std::int32_t*>(l.count.data);
+                    const auto* x = static_cast<const std::int32_t*>(l.index.data);
+                    const std::int32_t n = c[b * l.count.stride[0] + hl * l.count.stride[1] + t * l.count.stride[2]];
+                    for (std::int32_t e = 0; e < n; ++e) {
+                        const std::int32_t kv = x[b * l.index.stride[0] + hl * l.index.stride[1] +
+                                                  t * l.index.stride[2] + e * l.index.stride[3]];
+                        if (seen_in[std::size_t(kv)] == key)
+                            return Status::invalid(l.name, "kv tile " + std::to_string(kv) +
+                                                               " is listed twice for q-tile " + std::to_string(t));
+                        seen_in[std::size_t(kv)] = key;
+                    }
+                }
+    return Status::success();
+}
+
 Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     p.mask_kind = m.kind;
     p.host_mask = &m;
@@ -149,6 +184,7 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
                                  "mask.block_sparse.partial_index", p.batch, p.heads_q, q_tiles, kv_tiles, device,
                                  p.sparse_partial);
             if (!s.ok()) return s;
+            if (host && !(s = check_no_repeated_tiles(bs, p.batch, q_tiles, kv_tiles)).ok()) return s;
             if (host && !bs.mask_mod)
                 return Status::invalid("mask.block_sparse.mask_mod", "is empty (partial tiles need it)");
             p.sparse_tile_m = bs.tile_m;

@@ -1,0 +1,272 @@
+#include "cli/case_spec.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/band.h"
+#include "core/schedule.h"
+
+namespace ccattn::cli {
+namespace {
+
+constexpr std::int64_t kMaxLength = (std::int64_t(1) << 31) - 1;  // cu_seqlens are int32
+
+core::BandSpec band_spec(const Mask& m) {
+    core::BandSpec s;
+    s.causal = m.causal;
+    s.compress_factor = m.compress_factor;
+    s.has_diag_offset = m.diag_offset.has_value();
+    s.diag_offset = m.diag_offset.value_or(0);
+    s.window_left = m.window_left.value_or(core::kNoWindow);
+    return s;
+}
+
+// Per-sequence (Sq, Sk) of the inputs.
+std::vector<std::pair<std::int64_t, std::int64_t>> sequence_lengths(const Inputs& in) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> lens;
+    if (in.varlen()) {
+        const std::int32_t* cq = in.cu_seqlens_q.int32_data();
+        const std::int32_t* ck = in.cu_seqlens_k.int32_data();
+        for (std::int64_t b = 0; b + 1 < in.cu_seqlens_q.numel(); ++b)
+            lens.emplace_back(cq[b + 1] - cq[b], ck[b + 1] - ck[b]);
+    } else {
+        for (std::int64_t b = 0; b < in.q.shape[0]; ++b) lens.emplace_back(in.q.shape[1], in.k.shape[1]);
+    }
+    return lens;
+}
+
+}  // namespace
+
+const char* mechanism_name(Mechanism m) {
+    switch (m) {
+        case Mechanism::native: return "native";
+        case Mechanism::mask_mod: return "mask_mod";
+        case Mechanism::block_sparse: return "block_sparse";
+    }
+    return "?";
+}
+
+std::vector<OptionSpec> band_options() {
+    return {
+        {"causal", "", "causal band: key j visible to query i iff j*cf <= i + delta"},
+        {"compress-factor", "N", "cf: keys per compressed token (default 1)"},
+        {"diag-offset", "N", "delta (default Sk - Sq for cf = 1, 0 for cf > 1)"},
+        {"window-left", "N", "also hide keys left of floor((i + delta)/cf) - N"},
+    };
+}
+
+Status read_band(const Options& o, Mask& band) {
+    std::int64_t cf = band.compress_factor;
+    Status s = o.integer("compress-factor", 1, std::int64_t(1) << 40, cf);
+    if (!s.ok()) return s;
+    std::optional<std::int64_t> delta = band.diag_offset, window = band.window_left;
+    if (o.has("diag-offset")) {
+        std::int64_t d = 0;
+        if (!(s = o.integer("diag-offset", -(std::int64_t(1) << 61), std::int64_t(1) << 61, d)).ok()) return s;
+        delta = d;
+    }
+    if (o.has("window-left")) {
+        std::int64_t w = 0;
+        if (!(s = o.integer("window-left", 0, std::int64_t(1) << 61, w)).ok()) return s;
+        window = w;
+    }
+    band = Mask::band(band.causal || o.flag("causal"), cf, delta, window);
+    return Status::success();
+}
+
+std::string describe_band(const Mask& band) {
+    if (!band.causal && !band.window_left) return "no mask (every key visible)";
+    std::string s = band.causal ? "causal" : "left window only";
+    s += ", cf " + std::to_string(band.compress_factor);
+    if (band.diag_offset)
+        s += ", delta " + std::to_string(*band.diag_offset);
+    else
+        s += band.compress_factor == 1 ? ", delta Sk - Sq (default)" : ", delta 0 (default)";
+    s += band.window_left ? ", window " + std::to_string(*band.window_left) : ", no window";
+    return s;
+}
+
+std::vector<OptionSpec> case_options(bool mechanism) {
+    std::vector<OptionSpec> o = {
+        {"batch", "N", "sequences"},
+        {"seqlen-q", "N", "queries per sequence"},
+        {"seqlen-k", "N", "keys per sequence"},
+        {"heads-q", "N", "query heads"},
+        {"heads-kv", "N", "key/value heads (divides heads-q)"},
+        {"dim-qk", "N", "head dim of q and k"},
+        {"dim-v", "N", "head dim of v"},
+        {"varlen", "N", "N sequences of random lengths up to seqlen-q / seqlen-k (replaces --batch)"},
+    };
+    for (OptionSpec& b : band_options()) o.push_back(b);
+    std::vector<OptionSpec> rest = {
+        {"scale", "X", "softmax scale (default 1/sqrt(dim-qk))"},
+        {"dtype", "bf16|fp16", "compute dtype (default bf16)"},
+        {"backend", "auto|cpu|cuda", "default auto: cuda when a device is usable"},
+        {"bwd", "", "also run the backward"},
+        {"seed", "N", "random seed (default 1)"},
+        {"threads", "N", "CPU backend threads (default: all)"},
+    };
+    o.insert(o.end(), rest.begin(), rest.end());
+    if (mechanism) {
+        o.push_back({"mask", "native|mask_mod|block_sparse", "mechanism that runs the band (default native)"});
+        o.push_back({"sparse-tile-m", "N", "block_sparse: queries per q-tile (default 128)"});
+        o.push_back({"sparse-tile-n", "N", "block_sparse: keys per kv-tile (default 128)"});
+    }
+    return o;
+}
+
+Status read_case(const Options& o, CaseSpec& c) {
+    Status s;
+    struct Count {
+        const char* name;
+        int min;
+        int* field;
+    };
+    const Count counts[] = {{"batch", 0, &c.batch},   {"heads-q", 1, &c.heads_q}, {"heads-kv", 1, &c.heads_kv},
+                            {"dim-qk", 1, &c.dim_qk}, {"dim-v", 1, &c.dim_v},     {"varlen", 0, &c.varlen_docs}};
+    for (const Count& n : counts)
+        if (!(s = o.integer(n.name, n.min, 1 << 20, *n.field)).ok()) return s;
+    if (!(s = o.integer("seqlen-q", 0, kMaxLength, c.seqlen_q)).ok()) return s;
+    if (!(s = o.integer("seqlen-k", 0, kMaxLength, c.seqlen_k)).ok()) return s;
+    if (!(s = read_band(o, c.band)).ok()) return s;
+    if (o.has("scale")) {
+        double x = 0;
+        if (!(s = o.real("scale", x)).ok()) return s;
+        c.scale = float(x);
+    }
+    int dtype = c.dtype == DType::fp16 ? 1 : 0;
+    if (!(s = o.choice("dtype", {"bf16", "fp16"}, dtype)).ok()) return s;
+    c.dtype = dtype == 1 ? DType::fp16 : DType::bf16;
+    int backend = int(c.backend);
+    if (!(s = o.choice("backend", {"auto", "cpu", "cuda"}, backend)).ok()) return s;
+    c.backend = Backend(backend);
+    c.backward = c.backward || o.flag("bwd");
+    std::int64_t seed = std::int64_t(c.seed);
+    if (!(s = o.integer("seed", 0, std::numeric_limits<std::int64_t>::max(), seed)).ok()) return s;
+    c.seed = std::uint64_t(seed);
+    if (!(s = o.integer("threads", 0, 4096, c.num_threads)).ok()) return s;
+    int mechanism = int(c.mechanism);
+    if (!(s = o.choice("mask", {"native", "mask_mod", "block_sparse"}, mechanism)).ok()) return s;
+    c.mechanism = Mechanism(mechanism);
+    if (!(s = o.integer("sparse-tile-m", 1, std::int64_t(1) << 20, c.sparse_tile_m)).ok()) return s;
+    return o.integer("sparse-tile-n", 1, std::int64_t(1) << 20, c.sparse_tile_n);
+}
+
+std::string describe_shape(const CaseSpec& c) {
+    std::string s = c.varlen_docs > 0 ? "varlen " + std::to_string(c.varlen_docs) +
+                                            " sequences, Sq <= " + std::to_string(c.seqlen_q) +
+                                            ", Sk <= " + std::to_string(c.seqlen_k)
+                                      : "B " + std::to_string(c.batch) + ", Sq " + std::to_string(c.seqlen_q) +
+                                            ", Sk " + std::to_string(c.seqlen_k);
+    s += ", Hq " + std::to_string(c.heads_q) + ", Hkv " + std::to_string(c.heads_kv) + ", D " +
+         std::to_string(c.dim_qk) + (c.dim_v == c.dim_qk ? "" : "/" + std::to_string(c.dim_v)) + ", " +
+         dtype_name(c.dtype);
+    return s;
+}
+
+Inputs make_inputs(const CaseSpec& c) {
+    std::mt19937_64 rng(c.seed);
+    Inputs in;
+    std::int64_t rows_q = std::int64_t(c.batch) * c.seqlen_q, rows_k = std::int64_t(c.batch) * c.seqlen_k;
+    if (c.varlen_docs > 0) {
+        // Lengths up to seqlen_q, keys in the same proportion (a compressed sequence per document).
+        std::uniform_int_distribution<std::int64_t> len(std::min<std::int64_t>(1, c.seqlen_q), c.seqlen_q);
+        std::vector<std::int32_t> cq = {0}, ck = {0};
+        for (int b = 0; b < c.varlen_docs; ++b) {
+            const std::int64_t lq = len(rng);
+            const std::int64_t lk =
+                c.seqlen_q > 0 ? std::llround(double(lq) * double(c.seqlen_k) / double(c.seqlen_q)) : c.seqlen_k;
+            cq.push_back(std::int32_t(std::min<std::int64_t>(cq.back() + lq, kMaxLength)));
+            ck.push_back(std::int32_t(std::min<std::int64_t>(ck.back() + lk, kMaxLength)));
+        }
+        rows_q = cq.back();
+        rows_k = ck.back();
+        in.cu_seqlens_q = HostArray::from_int32({std::int64_t(cq.size())}, cq);
+        in.cu_seqlens_k = HostArray::from_int32({std::int64_t(ck.size())}, ck);
+    }
+    auto shape = [&](std::int64_t rows, std::int64_t seqlen, int heads, int dim) -> std::vector<std::int64_t> {
+        if (c.varlen_docs > 0) return {rows, heads, dim};
+        return {c.batch, seqlen, heads, dim};
+    };
+    std::normal_distribution<float> normal(0.f, 1.f);
+    auto random = [&](std::vector<std::int64_t> dims) {
+        std::int64_t n = 1;
+        for (std::int64_t d : dims) n *= d;
+        std::vector<float> x(static_cast<std::size_t>(n));
+        for (float& e : x) e = normal(rng);
+        return HostArray::from_floats(c.dtype, dims, x);
+    };
+    in.q = random(shape(rows_q, c.seqlen_q, c.heads_q, c.dim_qk));
+    in.k = random(shape(rows_k, c.seqlen_k, c.heads_kv, c.dim_qk));
+    in.v = random(shape(rows_k, c.seqlen_k, c.heads_kv, c.dim_v));
+    if (c.backward) in.dout = random(shape(rows_q, c.seqlen_q, c.heads_q, c.dim_v));
+    return in;
+}
+
+Status CaseMask::build(const CaseSpec& c, const Inputs& in) {
+    mask_ = c.band;
+    switch (c.mechanism) {
+        case Mechanism::native: return Status::success();
+        case Mechanism::mask_mod: {
+            std::vector<core::CompressedBand> bands;
+            for (const auto& [sq, sk] : sequence_lengths(in)) bands.push_back(band_spec(c.band).for_sequence(sq, sk));
+            mask_.kind = MaskKind::mask_mod;
+            mask_.mask_mod = [bands](int b, int, std::int64_t i, std::int64_t j) {
+                return core::visible(bands[std::size_t(b)], i, j);
+            };
+            return Status::success();
+        }
+        case Mechanism::block_sparse: {
+            BlockSparseLists::Shape shape;
+            shape.batch = in.varlen() ? int(in.cu_seqlens_q.numel() - 1) : int(in.q.shape[0]);
+            shape.seqlen_q = in.varlen() ? 0 : in.q.shape[1];
+            shape.seqlen_k = in.varlen() ? 0 : in.k.shape[1];
+            if (in.varlen()) {
+                shape.cu_seqlens_q = in.cu_seqlens_q.int32_data();
+                shape.cu_seqlens_k = in.cu_seqlens_k.int32_data();
+            }
+            shape.tile_m = c.sparse_tile_m;
+            shape.tile_n = c.sparse_tile_n;
+            Status s = BlockSparseLists::from_band(c.band, shape, lists_);
+            if (!s.ok()) return s;
+            mask_ = lists_.mask();
+            // The CUDA backend masks partial tiles with the band fields.
+            mask_.causal = c.band.causal;
+            mask_.compress_factor = c.band.compress_factor;
+            mask_.diag_offset = c.band.diag_offset;
+            mask_.window_left = c.band.window_left;
+            return Status::success();
+        }
+    }
+    return Status::invalid("--mask", "unknown mechanism");
+}
+
+std::int64_t visible_pairs(const Mask& band, const Inputs& in) {
+    std::int64_t pairs = 0;
+    const core::BandSpec spec = band_spec(band);
+    for (const auto& [sq, sk] : sequence_lengths(in)) pairs += core::visible_pairs(spec.for_sequence(sq, sk), sq);
+    return pairs;
+}
+
+std::int64_t all_pairs(const Inputs& in) {
+    std::int64_t pairs = 0;
+    for (const auto& [sq, sk] : sequence_lengths(in)) pairs += sq * sk;
+    return pairs;
+}
+
+double forward_flops(std::int64_t pairs, const Inputs& in) {
+    const int r = in.varlen() ? 0 : 1;
+    const double hq = double(in.q.shape[std::size_t(r + 1)]);
+    const double dqk = double(in.q.shape.back()), dv = double(in.v.shape.back());
+    return 2.0 * double(pairs) * hq * (dqk + dv);
+}
+
+double backward_flops(std::int64_t pairs, const Inputs& in) {
+    const int r = in.varlen() ? 0 : 1;
+    const double hq = double(in.q.shape[std::size_t(r + 1)]);
+    const double dqk = double(in.q.shape.back()), dv = double(in.v.shape.back());
+    return 2.0 * double(pairs) * hq * (3 * dqk + 2 * dv);
+}
+
+}  // namespace ccattn::cli

@@ -1,0 +1,149 @@
+#include "cli/session.h"
+
+#include <chrono>
+#include <cstring>
+
+namespace ccattn::cli {
+
+Backend resolve_backend(Backend requested) {
+    if (requested != Backend::automatic) return requested;
+    return cuda_available() ? Backend::cuda : Backend::cpu;
+}
+
+const char* backend_name(Backend b) {
+    switch (b) {
+        case Backend::automatic: return "auto";
+        case Backend::cpu: return "cpu";
+        case Backend::cuda: return "cuda";
+    }
+    return "?";
+}
+
+namespace {
+
+// A host copy of a contiguous int32 list tensor (block-sparse lists live on the host).
+HostArray copy_list(const Tensor& t) {
+    std::vector<std::int64_t> shape(t.shape, t.shape + t.rank);
+    HostArray a = HostArray::zeros(t.dtype, shape);
+    if (t.data != nullptr) std::memcpy(a.bytes.data(), t.data, a.size_bytes());
+    return a;
+}
+
+}  // namespace
+
+Status Session::place(Slot& slot, const HostArray& a) {
+    slot.host = a;
+    if (a.empty_shape()) {  // absent (no dout, fixed length)
+        slot.view = Tensor{};
+        return Status::success();
+    }
+    if (backend_ == Backend::cpu) {
+        slot.view = a.view(slot.host.bytes.data(), Device::cpu);
+        return Status::success();
+    }
+    Status s = slot.device.allocate(a.size_bytes());
+    if (s.ok()) s = slot.device.upload(a.bytes.data(), a.size_bytes());
+    if (s.ok()) slot.view = a.view(slot.device.data(), Device::cuda);
+    return s;
+}
+
+Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads) {
+    backend_ = backend;
+    if (backend == Backend::cuda && !cuda_available())
+        return {Code::backend_unavailable, "--backend",
+                "cuda: no usable CUDA device, or ccattn was built without CUDA"};
+    const Outputs outputs = Outputs::shaped_for(in);
+    Status s;
+    const std::pair<Slot*, const HostArray*> slots[] = {{&q_, &in.q},
+                                                        {&k_, &in.k},
+                                                        {&v_, &in.v},
+                                                        {&dout_, &in.dout},
+                                                        {&cu_q_, &in.cu_seqlens_q},
+                                                        {&cu_k_, &in.cu_seqlens_k},
+                                                        {&out_, &outputs.out},
+                                                        {&lse_, &outputs.lse},
+                                                        {&dq_, &outputs.dq},
+                                                        {&dk_, &outputs.dk},
+                                                        {&dv_, &outputs.dv}};
+    for (const auto& [slot, array] : slots)
+        if (!(s = place(*slot, *array)).ok()) return s;
+
+    Mask m = mask;
+    if (backend == Backend::cuda && mask.kind == MaskKind::block_sparse) {
+        BlockSparseMask& bs = m.block_sparse;
+        Tensor* lists[4] = {&bs.full_count, &bs.full_index, &bs.partial_count, &bs.partial_index};
+        for (int l = 0; l < 4; ++l) {
+            if (!(s = place(sparse_[std::size_t(l)], copy_list(*lists[l]))).ok()) return s;
+            *lists[l] = sparse_[std::size_t(l)].view;
+        }
+    }
+
+    fwd_ = ForwardArgs{};
+    fwd_.q = q_.view;
+    fwd_.k = k_.view;
+    fwd_.v = v_.view;
+    fwd_.out = out_.view;
+    fwd_.lse = lse_.view;
+    fwd_.cu_seqlens_q = cu_q_.view;
+    fwd_.cu_seqlens_k = cu_k_.view;
+    fwd_.mask = m;
+    fwd_.scale = scale;
+    fwd_.backend = backend;
+    fwd_.num_threads = num_threads;
+
+    bwd_ = BackwardArgs{};
+    bwd_.q = q_.view;
+    bwd_.k = k_.view;
+    bwd_.v = v_.view;
+    bwd_.out = out_.view;
+    bwd_.lse = lse_.view;
+    bwd_.dout = dout_.view;
+    bwd_.dq = dq_.view;
+    bwd_.dk = dk_.view;
+    bwd_.dv = dv_.view;
+    bwd_.cu_seqlens_q = cu_q_.view;
+    bwd_.cu_seqlens_k = cu_k_.view;
+    bwd_.mask = m;
+    bwd_.scale = scale;
+    bwd_.backend = backend;
+    bwd_.num_threads = num_threads;
+    return Status::success();
+}
+
+Status Session::forward() { return ccattn::forward(fwd_); }
+
+Status Session::backward() {
+    if (!dout_.view.defined()) return Status::invalid("dout", "the backward needs dout");
+    return ccattn::backward(bwd_);
+}
+
+Status Session::timed(bool backward, double& ms) {
+    if (backend_ == Backend::cuda) {
+        Status s = timer_.start();
+        if (!s.ok()) return s;
+        if (!(s = backward ? this->backward() : forward()).ok()) return s;
+        return timer_.stop(ms);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    Status s = backward ? this->backward() : forward();
+    ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return s;
+}
+
+Status Session::timed_forward(double& ms) { return timed(false, ms); }
+Status Session::timed_backward(double& ms) { return timed(true, ms); }
+
+Status Session::fetch(Outputs& out) const {
+    const std::pair<const Slot*, HostArray*> slots[] = {
+        {&out_, &out.out}, {&lse_, &out.lse}, {&dq_, &out.dq}, {&dk_, &out.dk}, {&dv_, &out.dv}};
+    for (const auto& [slot, array] : slots) {
+        *array = slot->host;
+        if (backend_ == Backend::cuda && slot->view.defined()) {
+            Status s = slot->device.download(array->bytes.data(), array->size_bytes());
+            if (!s.ok()) return s;
+        }
+    }
+    return Status::success();
+}
+
+}  // namespace ccattn::cli

@@ -1,0 +1,310 @@
+// The ccattn command line tool end to end: .npy inputs written here, `ccattn run` outputs compared
+// with the fp64 reference, `check` and `bench` exit codes and output, bad input rejected.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "api/validate.h"
+#include "cli/npy.h"
+#include "core/dtype.h"
+#include "cpu/reference.h"
+
+namespace ccattn::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Shape = std::vector<std::int64_t>;
+
+std::int64_t numel(const Shape& s) {
+    std::int64_t n = 1;
+    for (std::int64_t d : s) n *= d;
+    return n;
+}
+
+// A .npy version 1.0 file written by hand (independent of the CLI's writer).
+void write_npy(const fs::path& path, const std::string& descr, const Shape& shape, const void* data,
+               std::size_t bytes) {
+    std::string dims;
+    for (std::size_t d = 0; d < shape.size(); ++d) dims += (d ? ", " : "") + std::to_string(shape[d]);
+    if (shape.size() == 1) dims += ",";
+    std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+    header += std::string(63 - (10 + header.size()) % 64, ' ') + "\n";
+    std::ofstream f(path, std::ios::binary);
+    f.write("\x93NUMPY\x01\x00", 8);
+    const unsigned char len[2] = {(unsigned char)(header.size() & 0xff), (unsigned char)(header.size() >> 8)};
+    f.write(reinterpret_cast<const char*>(len), 2);
+    f << header;
+    f.write(static_cast<const char*>(data), std::streamsize(bytes));
+}
+
+void write_f32(const fs::path& p, const Shape& s, const std::vector<float>& x) {
+    write_npy(p, "<f4", s, x.data(), 4 * x.size());
+}
+void write_f16(const fs::path& p, const Shape& s, const std::vector<float>& x) {
+    std::vector<std::uint16_t> h;
+    for (float v : x) h.push_back(core::float_to_fp16(v));
+    write_npy(p, "<f2", s, h.data(), 2 * h.size());
+}
+void write_i32(const fs::path& p, const std::vector<std::int32_t>& x) {
+    write_npy(p, "<i4", {std::int64_t(x.size())}, x.data(), 4 * x.size());
+}
+
+std::vector<float> random_floats(std::int64_t n, std::mt19937_64& rng) {
+    std::normal_distribution<float> normal(0.f, 1.f);
+    std::vector<float> x(static_cast<std::size_t>(n));
+    for (float& v : x) v = normal(rng);
+    return x;
+}
+
+struct Result {
+    int code = -1;
+    std::string out, err;
+};
+
+class Cli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() / ("ccattn_cli_test_" + std::to_string(getpid()) + "_" +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    Result ccattn(const std::string& args) {
+        const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+        const std::string cmd =
+            std::string(CCATTN_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string();
+        const int status = std::system(cmd.c_str());
+        Result r;
+        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        r.out = slurp(out);
+        r.err = slurp(err);
+        return r;
+    }
+    static std::string slurp(const fs::path& p) {
+        std::ifstream f(p);
+        std::stringstream s;
+        s << f.rdbuf();
+        return s.str();
+    }
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+    fs::path dir_;
+};
+
+// A bf16 host tensor rounded the way `ccattn run --dtype bf16` rounds its inputs.
+struct Bf16 {
+    std::vector<std::uint16_t> data;
+    Tensor t;
+    Bf16(const std::vector<float>& x, const Shape& shape) {
+        for (float v : x) data.push_back(core::float_to_bf16(v));
+        data.push_back(0);  // non-null when empty
+        t.data = data.data();
+        t.rank = int(shape.size());
+        std::int64_t stride = 1;
+        for (int d = t.rank - 1; d >= 0; --d) {
+            t.shape[d] = shape[std::size_t(d)];
+            t.stride[d] = stride;
+            stride *= shape[std::size_t(d)];
+        }
+    }
+};
+
+std::vector<float> read_floats(const std::string& path, const Shape& expected_shape) {
+    cli::NpyArray a;
+    const Status s = cli::read_npy(path, "output", a);
+    EXPECT_TRUE(s.ok()) << s.to_string();
+    EXPECT_EQ(a.shape, expected_shape) << path;
+    EXPECT_TRUE(a.type == cli::NpyType::float32) << path;
+    return a.to_float();
+}
+
+// ||x - ref|| / ||ref||
+double relative_error(const std::vector<float>& x, const std::vector<double>& ref) {
+    double d = 0, r = 0;
+    for (std::size_t e = 0; e < ref.size(); ++e) {
+        d += (x[e] - ref[e]) * (x[e] - ref[e]);
+        r += ref[e] * ref[e];
+    }
+    return std::sqrt(d / r);
+}
+
+TEST_F(Cli, RunMatchesTheReference) {
+    std::mt19937_64 rng(std::random_device{}());
+    const Shape qs = {2, 37, 4, 24}, ks = {2, 11, 2, 24}, vs = {2, 11, 2, 16}, os = {2, 37, 4, 16};
+    const auto q = random_floats(numel(qs), rng), k = random_floats(numel(ks), rng), v = random_floats(numel(vs), rng),
+               dout = random_floats(numel(os), rng);
+    write_f32(path("q.npy"), qs, q);
+    write_f16(path("k.npy"), ks, k);  // float16 input: rounded to bf16 like the others
+    write_f32(path("v.npy"), vs, v);
+    write_f32(path("do.npy"), os, dout);
+    const Result r =
+        ccattn("run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("v.npy") + " --dout " +
+               path("do.npy") + " --causal --compress-factor 3 --diag-offset 2 --threads 2 --out-dir " + path("out"));
+    ASSERT_EQ(r.code, 0) << r.err;
+
+    std::vector<float> k16;
+    for (float x : k) k16.push_back(core::fp16_to_float(core::float_to_fp16(x)));
+    const Bf16 tq(q, qs), tk(k16, ks), tv(v, vs), tdo(dout, os);
+    const std::vector<float> out = read_floats(path("out/out.npy"), os),
+                             lse = read_floats(path("out/lse.npy"), {2, 4, 37});
+    const std::vector<float> dq = read_floats(path("out/dq.npy"), qs), dk = read_floats(path("out/dk.npy"), ks),
+                             dv = read_floats(path("out/dv.npy"), vs);
+    // The reference reads q, k, v, dout; out and lse only need valid views.
+    const Bf16 tout(out, os), tdq(dq, qs), tdk(dk, ks), tdv(dv, vs);
+    std::vector<float> lse_copy = lse;
+    BackwardArgs a;
+    a.q = tq.t;
+    a.k = tk.t;
+    a.v = tv.t;
+    a.dout = tdo.t;
+    a.out = tout.t;
+    a.dq = tdq.t;
+    a.dk = tdk.t;
+    a.dv = tdv.t;
+    a.lse = Tensor::contiguous(lse_copy.data(), DType::fp32, {2, 4, 37});
+    a.mask = Mask::band(true, 3, 2);
+    core::AttnParams p;
+    const Status s = api::fill_backward_params(a, {}, p);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    cpu::Reference ref = cpu::reference_forward(p);
+    cpu::reference_backward(p, ref);
+
+    EXPECT_LT(relative_error(out, ref.out), 1e-2);
+    EXPECT_LT(relative_error(dq, ref.dq), 1e-2);
+    EXPECT_LT(relative_error(dk, ref.dk), 1e-2);
+    EXPECT_LT(relative_error(dv, ref.dv), 1e-2);
+    for (std::int64_t b = 0; b < 2; ++b)
+        for (std::int64_t h = 0; h < 4; ++h)
+            for (std::int64_t i = 0; i < 37; ++i)
+                EXPECT_NEAR(lse[std::size_t((b * 4 + h) * 37 + i)], ref.lse[std::size_t((b * 37 + i) * 4 + h)], 1e-3);
+}
+
+TEST_F(Cli, RunVarlenWithAnEmptySequence) {
+    std::mt19937_64 rng(std::random_device{}());
+    const std::vector<std::int32_t> cu_q = {0, 9, 9, 30}, cu_k = {0, 0, 4, 12};  // no keys, no queries, both
+    const Shape qs = {30, 2, 8}, ks = {12, 1, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("v.npy"), ks, random_floats(numel(ks), rng));
+    write_i32(path("cq.npy"), cu_q);
+    write_i32(path("ck.npy"), cu_k);
+    const Result r = ccattn("run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("v.npy") +
+                            " --cu-seqlens-q " + path("cq.npy") + " --cu-seqlens-k " + path("ck.npy") +
+                            " --causal --compress-factor 2 --dtype fp16 --out-dir " + path("out"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::vector<float> out = read_floats(path("out/out.npy"), qs),
+                             lse = read_floats(path("out/lse.npy"), {2, 30});
+    for (int h = 0; h < 2; ++h)
+        for (int row = 0; row < 30; ++row) {
+            const float l = lse[std::size_t(h * 30 + row)];
+            if (row < 9) {  // sequence 0 has no keys: empty rows
+                EXPECT_TRUE(std::isinf(l) && l < 0) << row;
+                for (int e = 0; e < 8; ++e) EXPECT_EQ(out[std::size_t((row * 2 + h) * 8 + e)], 0.f);
+            } else {
+                EXPECT_TRUE(std::isfinite(l)) << row;
+            }
+        }
+}
+
+TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("k4.npy"), {1, 6, 2, 4}, random_floats(48, rng));
+    const std::vector<double> wide(80, 1.0);
+    write_npy(path("q64.npy"), "<f8", qs, wide.data(), 8 * wide.size());
+    write_i32(path("cq.npy"), {0, 3, 2});
+    {
+        std::ofstream junk(path("junk.npy"));
+        junk << "not a numpy file";
+    }
+    const std::string kv = " --v " + path("k.npy") + " --out-dir " + path("out");
+    struct Bad {
+        std::string args, message;
+    };
+    const Bad cases[] = {
+        {"--q " + path("q.npy") + " --k " + path("k4.npy") + kv, "argument 'k'"},
+        {"--q " + path("q64.npy") + " --k " + path("k.npy") + kv, "'<f8'"},
+        {"--q " + path("junk.npy") + " --k " + path("k.npy") + kv, "not a .npy file"},
+        {"--q " + path("missing.npy") + " --k " + path("k.npy") + kv, "cannot open"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy"), "cu_seqlens"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --window-left -1", "--window-left"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --dtype fp8", "--dtype"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy"), "--out-dir"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --no-such-option", "--no-such-option"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn("run " + c.args);
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find(c.message), std::string::npos) << "stderr: " << r.err;
+        EXPECT_FALSE(fs::exists(path("out/out.npy"))) << c.args;
+    }
+}
+
+TEST_F(Cli, CheckPassesAndExitsZero) {
+    const std::string shape =
+        " --seqlen-q 70 --seqlen-k 20 --heads-q 4 --heads-kv 2 --dim-qk 32 --dim-v 16 --threads 2";
+    for (const char* extra :
+         {" --bwd --causal --compress-factor 4 --varlen 3",
+          " --bwd --causal --compress-factor 4 --mask block_sparse --sparse-tile-m 16 --sparse-tile-n 8",
+          " --causal --compress-factor 2 --diag-offset -1 --window-left 3 --mask mask_mod --dtype fp16"}) {
+        const Result r = ccattn("check" + shape + extra);
+        EXPECT_EQ(r.code, 0) << extra << "\n" << r.out << r.err;
+        EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("out "), std::string::npos) << r.out;
+    }
+}
+
+TEST_F(Cli, CheckRejectsBadOptions) {
+    const Result heads = ccattn("check --heads-q 4 --heads-kv 3");
+    EXPECT_EQ(heads.code, 2);
+    EXPECT_NE(heads.err.find("argument 'k'"), std::string::npos) << heads.err;
+    const Result value = ccattn("check --seqlen-q many");
+    EXPECT_EQ(value.code, 2);
+    EXPECT_NE(value.err.find("--seqlen-q"), std::string::npos) << value.err;
+}
+
+TEST_F(Cli, BenchAppendsCsvRows) {
+    const std::string csv = path("bench.csv");
+    const std::string args =
+        "bench --seqlen-q 64 --seqlen-k 16 --heads-q 2 --heads-kv 1 --dim-qk 32 --dim-v 32 --causal "
+        "--compress-factor 4 --bwd --iters 2 --warmup 1 --threads 2 --csv " +
+        csv;
+    ASSERT_EQ(ccattn(args).code, 0);
+    const Result r = ccattn(args + " --mask block_sparse");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("TFLOP/s"), std::string::npos) << r.out;
+    std::ifstream f(csv);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(f, line);) lines.push_back(line);
+    ASSERT_EQ(lines.size(), 5u);  // one header, forward and backward twice
+    EXPECT_EQ(lines[0].rfind("date,case,direction", 0), 0u);
+    EXPECT_NE(lines[4].find(",backward,cpu,block_sparse,bf16,"), std::string::npos) << lines[4];
+}
+
+TEST_F(Cli, HelpAndUnknownCommands) {
+    EXPECT_EQ(ccattn("--help").code, 0);
+    const Result run_help = ccattn("run --help");
+    EXPECT_EQ(run_help.code, 0);
+    EXPECT_NE(run_help.out.find("--out-dir"), std::string::npos);
+    EXPECT_EQ(ccattn("help bench").code, 0);
+    EXPECT_EQ(ccattn("frobnicate").code, 2);
+    EXPECT_EQ(ccattn("").code, 2);
+}
+
+}  // namespace
+}  // namespace ccattn::test
