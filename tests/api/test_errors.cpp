@@ -292,6 +292,19 @@ std::vector<BadForward> bad_forward_cases() {
              a.mask = f.sparse;
          },
          kInvalid, "mask.block_sparse.full_count"},
+        {"block_sparse_tile_listed_twice", false,
+         [](F& f, A& a) {
+             f.partial_index[7] = f.partial_index[6];  // (b 0, q-tile 2) lists kv tile 0 twice
+             a.mask = f.sparse;
+         },
+         kInvalid, "mask.block_sparse.partial_index"},
+        {"block_sparse_tile_full_and_partial", false,
+         [](F& f, A& a) {
+             f.full_count[2] = 1;  // (b 0, q-tile 2): kv tile 0 both full and partial
+             f.full_index[2] = 0;
+             a.mask = f.sparse;
+         },
+         kInvalid, "mask.block_sparse.partial_index"},
         {"block_sparse_index_past_last_tile", false,
          [](F& f, A& a) {
              f.partial_index[7] = 3;
