@@ -97,6 +97,7 @@ std::vector<OptionSpec> case_options(bool mechanism) {
         {"dim-qk", "N", "head dim of q and k"},
         {"dim-v", "N", "head dim of v"},
         {"varlen", "N", "N sequences of random lengths up to seqlen-q / seqlen-k (replaces --batch)"},
+        {"documents", "SQ:SK,...", "varlen sequences of these query:key lengths (replaces --batch)"},
     };
     for (OptionSpec& b : band_options()) o.push_back(b);
     std::vector<OptionSpec> rest = {
@@ -116,6 +117,32 @@ std::vector<OptionSpec> case_options(bool mechanism) {
     return o;
 }
 
+// --documents 11611:724,5943:370: explicit varlen lengths (the benchmark's documents).
+Status read_documents(const Options& o, CaseSpec& c) {
+    if (!o.has("documents")) return Status::success();
+    const std::string text = o.text("documents", "");
+    const Status bad = Status::invalid("--documents", "expected SQ:SK[,SQ:SK...], got '" + text + "'");
+    c.documents.clear();
+    std::int64_t total_q = 0, total_k = 0;
+    for (std::size_t at = 0; at <= text.size();) {
+        std::size_t end = text.find(',', at);
+        if (end == std::string::npos) end = text.size();
+        const std::string item = text.substr(at, end - at);
+        const std::size_t colon = item.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == item.size()) return bad;
+        if (item.find_first_not_of("0123456789:") != std::string::npos) return bad;
+        const std::int64_t sq = std::stoll(item.substr(0, colon)), sk = std::stoll(item.substr(colon + 1));
+        total_q += sq;
+        total_k += sk;
+        if (sq > kMaxLength || sk > kMaxLength || total_q > kMaxLength || total_k > kMaxLength)
+            return Status::invalid("--documents", "total length above " + std::to_string(kMaxLength));
+        c.documents.push_back({sq, sk});
+        at = end + 1;
+    }
+    c.varlen_docs = int(c.documents.size());
+    return Status::success();
+}
+
 Status read_case(const Options& o, CaseSpec& c) {
     Status s;
     struct Count {
@@ -127,6 +154,7 @@ Status read_case(const Options& o, CaseSpec& c) {
                             {"dim-qk", 1, &c.dim_qk}, {"dim-v", 1, &c.dim_v},     {"varlen", 0, &c.varlen_docs}};
     for (const Count& n : counts)
         if (!(s = o.integer(n.name, n.min, 1 << 20, *n.field)).ok()) return s;
+    if (!(s = read_documents(o, c)).ok()) return s;
     if (!(s = o.integer("seqlen-q", 0, kMaxLength, c.seqlen_q)).ok()) return s;
     if (!(s = o.integer("seqlen-k", 0, kMaxLength, c.seqlen_k)).ok()) return s;
     if (!(s = read_band(o, c.band)).ok()) return s;
@@ -154,7 +182,11 @@ Status read_case(const Options& o, CaseSpec& c) {
 }
 
 std::string describe_shape(const CaseSpec& c) {
-    std::string s = c.varlen_docs > 0 ? "varlen " + std::to_string(c.varlen_docs) +
+    std::int64_t total_q = 0, total_k = 0;
+    for (const auto& [sq, sk] : c.documents) total_q += sq, total_k += sk;
+    std::string s = !c.documents.empty() ? "varlen " + std::to_string(c.documents.size()) + " documents, Tq " +
+                                               std::to_string(total_q) + ", Tk " + std::to_string(total_k)
+                    : c.varlen_docs > 0 ? "varlen " + std::to_string(c.varlen_docs) +
                                             " sequences, Sq <= " + std::to_string(c.seqlen_q) +
                                             ", Sk <= " + std::to_string(c.seqlen_k)
                                       : "B " + std::to_string(c.batch) + ", Sq " + std::to_string(c.seqlen_q) +
@@ -170,13 +202,19 @@ Inputs make_inputs(const CaseSpec& c) {
     Inputs in;
     std::int64_t rows_q = std::int64_t(c.batch) * c.seqlen_q, rows_k = std::int64_t(c.batch) * c.seqlen_k;
     if (c.varlen_docs > 0) {
-        // Lengths up to seqlen_q, keys in the same proportion (a compressed sequence per document).
+        // Lengths given, or up to seqlen_q with keys in the same proportion (a compressed sequence
+        // per document).
         std::uniform_int_distribution<std::int64_t> len(std::min<std::int64_t>(1, c.seqlen_q), c.seqlen_q);
         std::vector<std::int32_t> cq = {0}, ck = {0};
         for (int b = 0; b < c.varlen_docs; ++b) {
-            const std::int64_t lq = len(rng);
-            const std::int64_t lk =
-                c.seqlen_q > 0 ? std::llround(double(lq) * double(c.seqlen_k) / double(c.seqlen_q)) : c.seqlen_k;
+            std::int64_t lq, lk;
+            if (!c.documents.empty()) {
+                lq = c.documents[std::size_t(b)].first;
+                lk = c.documents[std::size_t(b)].second;
+            } else {
+                lq = len(rng);
+                lk = c.seqlen_q > 0 ? std::llround(double(lq) * double(c.seqlen_k) / double(c.seqlen_q)) : c.seqlen_k;
+            }
             cq.push_back(std::int32_t(std::min<std::int64_t>(cq.back() + lq, kMaxLength)));
             ck.push_back(std::int32_t(std::min<std::int64_t>(ck.back() + lk, kMaxLength)));
         }
@@ -189,14 +227,8 @@ Inputs make_inputs(const CaseSpec& c) {
         if (c.varlen_docs > 0) return {rows, heads, dim};
         return {c.batch, seqlen, heads, dim};
     };
-    std::normal_distribution<float> normal(0.f, 1.f);
-    auto random = [&](std::vector<std::int64_t> dims) {
-        std::int64_t n = 1;
-        for (std::int64_t d : dims) n *= d;
-        std::vector<float> x(static_cast<std::size_t>(n));
-        for (float& e : x) e = normal(rng);
-        return HostArray::from_floats(c.dtype, dims, x);
-    };
+    std::uint64_t stream = c.seed * 4;  // one stream per tensor
+    auto random = [&](std::vector<std::int64_t> dims) { return HostArray::random_normal(c.dtype, dims, ++stream); };
     in.q = random(shape(rows_q, c.seqlen_q, c.heads_q, c.dim_qk));
     in.k = random(shape(rows_k, c.seqlen_k, c.heads_kv, c.dim_qk));
     in.v = random(shape(rows_k, c.seqlen_k, c.heads_kv, c.dim_v));

@@ -28,6 +28,7 @@ struct CaseSpec {
     std::int64_t seqlen_q = 512, seqlen_k = 512;
     int heads_q = 8, heads_kv = 8, dim_qk = 64, dim_v = 64;
     int varlen_docs = 0;  // > 0: that many sequences of random lengths up to seqlen_q / seqlen_k
+    std::vector<std::pair<std::int64_t, std::int64_t>> documents;  // varlen with these (Sq, Sk) lengths
     Mask band = Mask::none();
     Mechanism mechanism = Mechanism::native;
     std::int64_t sparse_tile_m = 128, sparse_tile_n = 128;

@@ -1,6 +1,10 @@
 #include "cli/host_array.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "core/dtype.h"
 
@@ -24,6 +28,50 @@ HostArray HostArray::from_floats(DType dtype, std::vector<std::int64_t> shape, c
             std::memcpy(&a.bytes[2 * e], &h, 2);
         }
     }
+    return a;
+}
+
+namespace {
+
+std::uint64_t splitmix64(std::uint64_t& state) {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+}  // namespace
+
+HostArray HostArray::random_normal(DType dtype, std::vector<std::int64_t> shape, std::uint64_t seed) {
+    HostArray a = zeros(dtype, std::move(shape));
+    const std::int64_t n = a.numel();
+    constexpr std::int64_t kChunk = std::int64_t(1) << 20;  // each chunk has its own stream: same values for any thread count
+    const std::int64_t chunks = (n + kChunk - 1) / kChunk;
+    std::atomic<std::int64_t> next{0};
+    auto work = [&] {
+        for (std::int64_t c; (c = next.fetch_add(1)) < chunks;) {
+            std::uint64_t state = seed * 0x2545f4914f6cdd1dull + std::uint64_t(c);
+            for (std::int64_t e = c * kChunk; e < std::min(n, (c + 1) * kChunk); e += 2) {
+                // Box-Muller: two normals from two uniforms in (0, 1].
+                const double u1 = (double(splitmix64(state) >> 11) + 1.0) * 0x1p-53;
+                const double u2 = double(splitmix64(state) >> 11) * 0x1p-53;
+                const double r = std::sqrt(-2.0 * std::log(u1));
+                const float pair[2] = {float(r * std::cos(6.283185307179586 * u2)), float(r * std::sin(6.283185307179586 * u2))};
+                for (std::int64_t k = 0; k < 2 && e + k < n; ++k) {
+                    if (dtype == DType::fp32) {
+                        std::memcpy(&a.bytes[std::size_t(4 * (e + k))], &pair[k], 4);
+                    } else {
+                        const std::uint16_t h = core::from_float(pair[k], dtype == DType::bf16);
+                        std::memcpy(&a.bytes[std::size_t(2 * (e + k))], &h, 2);
+                    }
+                }
+            }
+        }
+    };
+    std::vector<std::thread> threads(std::max(1u, std::thread::hardware_concurrency()) - 1);
+    for (auto& t : threads) t = std::thread(work);
+    work();
+    for (auto& t : threads) t.join();
     return a;
 }
 

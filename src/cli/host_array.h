@@ -18,6 +18,9 @@ struct HostArray {
     static HostArray zeros(DType dtype, std::vector<std::int64_t> shape);
     // Floats rounded to the 16-bit dtype (or stored as float32 / int32).
     static HostArray from_floats(DType dtype, std::vector<std::int64_t> shape, const std::vector<float>& values);
+    // Standard normal values rounded to the dtype, filled by all hardware threads from `seed`
+    // (inputs of a million-token case are billions of elements).
+    static HostArray random_normal(DType dtype, std::vector<std::int64_t> shape, std::uint64_t seed);
     static HostArray from_int32(std::vector<std::int64_t> shape, const std::vector<std::int32_t>& values);
 
     bool empty_shape() const { return shape.empty(); }
