@@ -1,0 +1,14 @@
+"""ccattn for PyTorch: attention with compressed-KV band masks, forward and backward, on CPU and CUDA.
+
+``ccattn.attention`` / ``ccattn.attention_varlen`` (flash-attn's layout) are differentiable and
+trace under ``torch.compile(fullgraph=True)``; they run the C++ library through the torch operators
+``torch.ops.ccattn.fwd`` / ``bwd``. ``ccattn.nsa.CompressedAttention`` is the compressed branch of
+Native Sparse Attention. The mask contract is docs/semantics.md; ``help(ccattn.functional)`` shows
+the conventions and the warning about the default ``diag_offset`` with pooled keys.
+"""
+
+from . import functional, nsa
+from .functional import attention, attention_varlen
+
+__all__ = ["attention", "attention_varlen", "functional", "nsa"]
+__version__ = "0.1.0"

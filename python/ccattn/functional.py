@@ -1,0 +1,136 @@
+"""``ccattn.attention`` and ``ccattn.attention_varlen``: flash-attn's layout, ccattn's band mask.
+
+The exact contract is docs/semantics.md. Query ``i`` sees (compressed) key ``j`` iff
+``lo(i) <= j < hi(i)`` with, for ``d(i) = floor((i + diag_offset) / compress_factor)``::
+
+    hi(i) = clamp(d(i) + 1, 0, Sk)            if causal, else Sk
+    lo(i) = clamp(d(i) - window_left, 0, Sk)   if window_left is set, else 0
+
+``diag_offset`` (δ) defaults to ``Sk - Sq`` when ``compress_factor == 1`` (flash-attn's bottom-right
+causal alignment) and to ``0`` when ``compress_factor > 1`` (the seed's rule ``j·cf <= i``).
+
+Conventions as (compress_factor, diag_offset):
+
+====================================================  ==========  ============
+convention                                            cf          δ
+====================================================  ==========  ============
+seed / flash-attn PR #2418 (default for cf > 1)       cf          0
+NSA: blocks of length l, stride d, complete only      d           -(l - 1)
+non-overlapping blocks of size B (fla-org NSA)        B           -(B - 1)
+plain causal, bottom-right (default for cf = 1)       1           Sk - Sq
+queries starting at absolute position p (prefill)     cf          δ + p
+====================================================  ==========  ============
+
+Warning: the default δ = 0 leaks future tokens when the keys are pooled blocks. Query ``i`` then sees
+compressed token ``floor(i / cf)``, which summarizes raw positions up to ``floor(i / cf)·cf + cf - 1``
+(``+ l - 1`` for NSA blocks of length l), past ``i`` unless ``i`` ends the block. For causal training
+on pooled blocks use the leak-free δ of the NSA or non-overlapping-block rows
+(``ccattn.nsa.CompressedAttention`` does).
+
+A row that sees no key (an *empty row*) has ``out = 0`` and ``lse = -inf`` and contributes no gradient.
+"""
+
+import math
+
+import torch
+
+from . import _ops
+
+
+def _check_tensor(t, name, rank, layout):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"ccattn: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != rank:
+        raise ValueError(f"ccattn: argument '{name}' must be {layout}, got shape {tuple(t.shape)}")
+
+
+def _check_int(name, value, minimum=None, optional=False):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)):
+        raise TypeError(f"ccattn: argument '{name}' must be an int{' or None' if optional else ''}, "
+                        f"got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"ccattn: argument '{name}' must be >= {minimum}, got {value}")
+
+
+def _check_mask(causal, compress_factor, diag_offset, window_left, scale):
+    if not isinstance(causal, bool):
+        raise TypeError(f"ccattn: argument 'causal' must be a bool, got {type(causal).__name__}")
+    _check_int("compress_factor", compress_factor, minimum=1)
+    _check_int("diag_offset", diag_offset, optional=True)
+    _check_int("window_left", window_left, minimum=0, optional=True)
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise TypeError(f"ccattn: argument 'scale' must be a float or None, got {type(scale).__name__}")
+        if not math.isfinite(scale):
+            raise ValueError(f"ccattn: argument 'scale' must be finite, got {scale}")
+        scale = float(scale)
+    return scale
+
+
+def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, window_left=None, scale=None,
+              return_lse=False):
+    """Attention of ``q`` over (compressed) ``k``, ``v`` under ccattn's band mask, differentiable.
+
+    Args:
+        q: ``[B, Sq, Hq, Dqk]``, bfloat16 or float16, on the CPU or a CUDA device.
+        k: ``[B, Sk, Hkv, Dqk]``, same dtype and device; ``Hq % Hkv == 0`` (GQA: query head ``h``
+            reads KV head ``h // (Hq // Hkv)``).
+        v: ``[B, Sk, Hkv, Dv]``.
+        causal: key ``j`` visible iff ``j·compress_factor <= i + diag_offset``.
+        compress_factor: cf >= 1, how many raw positions one key stands for.
+        diag_offset: δ (any sign); ``None`` = ``Sk - Sq`` for cf = 1, ``0`` for cf > 1 (the seed's
+            rule). **The default 0 leaks future tokens when k / v are pooled blocks**: use
+            ``-(l - 1)`` for NSA blocks of length l and stride cf, ``-(cf - 1)`` for
+            non-overlapping blocks of size cf, and add p for queries starting at position p.
+        window_left: keys further than this many (compressed) positions left of the diagonal are
+            hidden; ``None`` = unlimited. For cf = 1 this is flash-attn's ``window_size=(w, 0)``.
+        scale: softmax scale, default ``1 / sqrt(Dqk)``.
+        return_lse: also return the log-sum-exp of the scores.
+
+    Returns:
+        ``out [B, Sq, Hq, Dv]`` in q's dtype, and with ``return_lse`` also ``lse [B, Hq, Sq]``
+        (float32, natural log, ``-inf`` for empty rows). ``lse`` carries no gradient.
+
+    A tensor whose last dimension is not contiguous is copied; other strides are used as they are.
+    Bad arguments raise ``ValueError`` (``TypeError`` for wrong types, ``NotImplementedError`` for
+    head dims the device's kernels do not support) naming the argument.
+    ``help(ccattn.functional)`` has the table of conventions.
+    """
+    for t, name in ((q, "q"), (k, "k"), (v, "v")):
+        _check_tensor(t, name, 4, "[B, S, H, D]")
+    scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
+    out, lse = _ops.fwd(q, k, v, None, None, causal, compress_factor, diag_offset, window_left, scale)
+    return (out, lse) if return_lse else out
+
+
+def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=False,
+                     compress_factor=1, diag_offset=None, window_left=None, scale=None, return_lse=False):
+    """Attention over packed sequences of different lengths (flash-attn's varlen layout).
+
+    Args:
+        q: ``[Tq, Hq, Dqk]``; sequence ``b`` owns rows ``cu_seqlens_q[b]:cu_seqlens_q[b + 1]``.
+        k: ``[Tk, Hkv, Dqk]``; sequence ``b`` owns rows ``cu_seqlens_k[b]:cu_seqlens_k[b + 1]``.
+        v: ``[Tk, Hkv, Dv]``.
+        cu_seqlens_q, cu_seqlens_k: int32 ``[B + 1]`` on q's device: non-decreasing, first 0, last
+            ``Tq`` / ``Tk``. A sequence may be empty.
+        max_seqlen_q, max_seqlen_k: ints, accepted for flash-attn compatibility. ccattn reads the
+            lengths from ``cu_seqlens`` itself (it validates them on the host), so these are only
+            type-checked.
+        causal, compress_factor, diag_offset, window_left, scale, return_lse: as in
+            :func:`attention`; positions ``i``, ``j`` and the default δ are per sequence.
+
+    Returns:
+        ``out [Tq, Hq, Dv]``, and with ``return_lse`` also ``lse [Hq, Tq]`` (float32, no gradient).
+    """
+    for t, name in ((q, "q"), (k, "k"), (v, "v")):
+        _check_tensor(t, name, 3, "[T, H, D] (varlen)")
+    for t, name in ((cu_seqlens_q, "cu_seqlens_q"), (cu_seqlens_k, "cu_seqlens_k")):
+        _check_tensor(t, name, 1, "int32 [B + 1]")
+    _check_int("max_seqlen_q", max_seqlen_q, minimum=0)
+    _check_int("max_seqlen_k", max_seqlen_k, minimum=0)
+    scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
+    out, lse = _ops.fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left,
+                        scale)
+    return (out, lse) if return_lse else out

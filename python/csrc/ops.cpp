@@ -1,0 +1,188 @@
+// The torch operators ccattn::fwd and ccattn::bwd on CPU and CUDA tensors: each checks that its
+// tensors share q's device, allocates its outputs, and calls ccattn::forward / ccattn::backward,
+// which validates everything else. The fake (meta) and autograd registrations live in
+// python/ccattn/_ops.py.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+#ifdef CCATTN_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "convert.h"
+
+namespace ccattn::torch_ext {
+namespace {
+
+using OptTensor = std::optional<at::Tensor>;
+
+struct Launch {
+    Backend backend = Backend::cpu;
+    void* stream = nullptr;
+    int num_threads = 0;
+};
+
+Launch cpu_launch() { return {Backend::cpu, nullptr, at::get_num_threads()}; }
+
+// The library works on torch's current stream of q's device, so it is ordered with torch's own work.
+// Built without CUDA (in ccattn or in torch) there is no stream, and ccattn::forward reports that
+// its CUDA backend is unavailable.
+Launch cuda_launch([[maybe_unused]] const at::Tensor& q) {
+#ifdef CCATTN_TORCH_CUDA
+    return {Backend::cuda, c10::cuda::getCurrentCUDAStream(q.device().index()).stream(), 0};
+#else
+    return {Backend::cuda, nullptr, 0};
+#endif
+}
+
+// The library takes any strides but needs a contiguous last dimension (autograd hands the backward
+// expanded or transposed gradients); the copy is made only when needed.
+at::Tensor last_dim_contiguous(const at::Tensor& t) {
+    return t.dim() > 0 && t.size(-1) > 1 && t.stride(-1) != 1 ? t.contiguous() : t;
+}
+
+void check_rank(const at::Tensor& t, const char* name, bool varlen) {
+    TORCH_CHECK_VALUE(t.dim() == (varlen ? 3 : 4), "ccattn: argument '", name, "' must be ",
+                      varlen ? "[T, H, D] (varlen)" : "[B, S, H, D]", ", got shape ", t.sizes());
+}
+
+void check_device(const at::Tensor& t, const char* name, const at::Tensor& q) {
+    TORCH_CHECK_VALUE(t.device() == q.device(), "ccattn: argument '", name, "' must be on q's device (", q.device(),
+                      "), got ", t.device());
+}
+
+void check_devices(const at::Tensor& q, std::initializer_list<std::pair<const at::Tensor*, const char*>> tensors) {
+    for (const auto& [t, name] : tensors)
+        if (t != nullptr) check_device(*t, name, q);
+}
+
+const at::Tensor* ptr(const OptTensor& t) { return t ? &*t : nullptr; }
+
+void set_seqlens(const OptTensor& cu_q, const OptTensor& cu_k, Tensor& q_view, Tensor& k_view) {
+    if (cu_q) q_view = view(*cu_q, "cu_seqlens_q");
+    if (cu_k) k_view = view(*cu_k, "cu_seqlens_k");
+}
+
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                           const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
+                                           std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
+                                           std::optional<double> scale, const Launch& launch) {
+    const bool varlen = cu_q || cu_k;
+    check_rank(q_in, "q", varlen);
+    check_rank(v_in, "v", varlen);
+    check_devices(q_in, {{&k_in, "k"}, {&v_in, "v"}, {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}});
+    const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
+
+    std::vector<int64_t> out_shape(q.sizes().begin(), q.sizes().end());
+    out_shape.back() = v.size(-1);
+    at::Tensor out = at::empty(out_shape, q.options());
+    // lse [B, Hq, Sq], or [Hq, Tq] for varlen
+    at::Tensor lse = varlen ? at::empty({q.size(1), q.size(0)}, q.options().dtype(at::kFloat))
+                            : at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
+
+    ForwardArgs a;
+    a.q = view(q, "q");
+    a.k = view(k, "k");
+    a.v = view(v, "v");
+    a.out = view(out, "out");
+    a.lse = view(lse, "lse");
+    set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
+    a.mask = Mask::band(causal, cf, diag_offset, window_left);
+    if (scale) a.scale = float(*scale);
+    a.backend = launch.backend;
+    a.stream = launch.stream;
+    a.num_threads = launch.num_threads;
+    check(ccattn::forward(a), "attention");
+    return {out, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+    const at::Tensor& out_in, const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal,
+    int64_t cf, std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
+    const Launch& launch) {
+    check_devices(q_in, {{&dout_in, "dout"}, {&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&lse, "lse"},
+                         {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}});
+    const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
+    const at::Tensor out = last_dim_contiguous(out_in), dout = last_dim_contiguous(dout_in);
+    at::Tensor dq = at::empty(q.sizes(), q.options());
+    at::Tensor dk = at::empty(k.sizes(), k.options());
+    at::Tensor dv = at::empty(v.sizes(), v.options());
+
+    BackwardArgs a;
+    a.q = view(q, "q");
+    a.k = view(k, "k");
+    a.v = view(v, "v");
+    a.out = view(out, "out");
+    a.lse = view(lse, "lse");
+    a.dout = view(dout, "dout");
+    a.dq = view(dq, "dq");
+    a.dk = view(dk, "dk");
+    a.dv = view(dv, "dv");
+    set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
+    a.mask = Mask::band(causal, cf, diag_offset, window_left);
+    if (scale) a.scale = float(*scale);
+    a.backend = launch.backend;
+    a.stream = launch.stream;
+    a.num_threads = launch.num_threads;
+    check(ccattn::backward(a), "attention backward");
+    return {dq, dk, dv};
+}
+
+std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                               const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
+                                               std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
+                                               std::optional<double> scale) {
+    return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale, cpu_launch());
+}
+
+std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
+                                                std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
+                                                std::optional<double> scale) {
+    c10::DeviceGuard guard(q.device());  // the library launches on the current device
+    return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale, cuda_launch(q));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
+    std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale) {
+    return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale, cpu_launch());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
+    std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale) {
+    c10::DeviceGuard guard(q.device());
+    return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
+                    cuda_launch(q));
+}
+
+}  // namespace
+}  // namespace ccattn::torch_ext
+
+TORCH_LIBRARY(ccattn, m) {
+    m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, bool causal, "
+          "int compress_factor, int? diag_offset, int? window_left, float? scale) -> (Tensor out, Tensor lse)");
+    m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
+          "Tensor? cu_seqlens_k, bool causal, int compress_factor, int? diag_offset, int? window_left, "
+          "float? scale) -> (Tensor dq, Tensor dk, Tensor dv)");
+}
+
+TORCH_LIBRARY_IMPL(ccattn, CPU, m) {
+    m.impl("fwd", &ccattn::torch_ext::forward_cpu);
+    m.impl("bwd", &ccattn::torch_ext::backward_cpu);
+}
+
+// Registered in every build: without CUDA in the library the call reports that plainly.
+TORCH_LIBRARY_IMPL(ccattn, CUDA, m) {
+    m.impl("fwd", &ccattn::torch_ext::forward_cuda);
+    m.impl("bwd", &ccattn::torch_ext::backward_cuda);
+}

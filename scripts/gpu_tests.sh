@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The GPU tests, on a machine with a CUDA device after a build (scripts/build.sh): every test labelled
+# gpu, then compute-sanitizer memcheck and racecheck on the small-shape subsets of the kernel tests.
+# Logs go to $OUT when it is set, else to <build>/gpu-test-logs. BUILD_DIR picks the build (default build).
+# Exits non-zero when any step fails; every step runs regardless.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${BUILD_DIR:-build}
+logs=${OUT:-$build/gpu-test-logs}
+mkdir -p "$logs"
+status=0
+
+echo "== ctest -L gpu"
+ctest --test-dir "$build" -L gpu --output-on-failure -j "$(nproc)" 2>&1 | tee "$logs/ctest-gpu.log" || status=1
+
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+# test binary -> the tests small enough to run under the sanitizer
+declare -A subsets=(
+  [test_sm80_forward]='Configs/Sm80Forward.SanitizerSmall/*:Sm80ForwardErrors.*'
+  [test_sm80_backward]='*SanitizerSmall*'
+)
+for binary in "${!subsets[@]}"; do
+  path="$build/tests/cuda/$binary"
+  [ -x "$path" ] || { echo "== $binary: not built, skipped"; continue; }
+  for tool in memcheck racecheck; do
+    echo "== compute-sanitizer --tool $tool $binary"
+    if "$sanitizer" --tool "$tool" --error-exitcode 1 "$path" --gtest_filter="${subsets[$binary]}" \
+        > "$logs/$tool-$binary.log" 2>&1; then
+      tail -n 3 "$logs/$tool-$binary.log"
+    else
+      status=1
+      tail -n 40 "$logs/$tool-$binary.log"
+    fi
+  done
+done
+exit $status

@@ -1,0 +1,157 @@
+// The CUDA backend's dispatch table: what every CUDA kernel needs beyond validation (dtype, head dims,
+// 16-byte aligned rows, sizes), then the kernel family for the device's compute capability.
+//   compute capability >= 8.0: sm80 kernels (mma.sync; also run on Hopper until an sm90 kernel exists)
+//   below 8.0: unsupported
+#include <cstdint>
+#include <string>
+
+#include <cuda_runtime.h>
+
+#include "api/backends.h"
+#include "ccattn/cuda_tiles.h"
+#include "cuda/cuda_status.h"
+#include "sm80/backward_tiles.h"
+#include "sm80/forward_tiles.h"
+#include "sm80/sm80.h"
+
+namespace ccattn::cuda {
+namespace {
+
+// Kernels index keys and packed query rows with 32-bit integers; this leaves room for a tile.
+constexpr std::int64_t kMaxRows = (std::int64_t(1) << 31) - (1 << 16);
+// The per-element band predicate (mask_mod, block-sparse partial tiles) multiplies keys by cf.
+constexpr std::int64_t kMaxElementBandFactor = std::int64_t(1) << 31;
+
+const char* kHeadDimsHelp = "supported head dims (Dqk/Dv): 64/64, 128/128, 192/128, 256/256";
+
+Status check_head_dims(const core::AttnParams& p, bool backward) {
+    sm80::ForwardTile f;
+    sm80::BackwardTile b;
+    const bool ok = backward ? sm80::backward_tile_for(p.dim_qk, p.dim_v, b) : sm80::forward_tile_for(p.dim_qk, p.dim_v, f);
+    if (ok) return Status::success();
+    const bool qk_known = p.dim_qk == 64 || p.dim_qk == 128 || p.dim_qk == 192 || p.dim_qk == 256;
+    return Status::unsupported(qk_known ? "v" : "q", "head dims " + std::to_string(p.dim_qk) + "/" +
+                                                         std::to_string(p.dim_v) + " on CUDA; " + kHeadDimsHelp);
+}
+
+// Kernels move 16 bytes at a time: every row must start 16-byte aligned. The stride of a dimension of
+// extent 1 never moves a pointer and is not constrained.
+Status check_rows_aligned(const core::AttnParams& p, bool backward) {
+    struct View {
+        const char* name;
+        const void* data;
+        core::Strides s;
+        bool keys;
+    };
+    const View views[] = {{"q", p.q, p.q_strides, false},          {"k", p.k, p.k_strides, true},
+                          {"v", p.v, p.v_strides, true},           {"out", p.out, p.out_strides, false},
+                          {"dout", p.dout, p.dout_strides, false}, {"dq", p.dq, p.dq_strides, false},
+                          {"dk", p.dk, p.dk_strides, true},        {"dv", p.dv, p.dv_strides, true}};
+    const int count = backward ? 8 : 4;
+    for (int i = 0; i < count; ++i) {
+        const View& v = views[i];
+        const std::int64_t rows = v.keys ? (p.varlen() ? p.total_k : p.seqlen_k) : (p.varlen() ? p.total_q : p.seqlen_q);
+        const int heads = v.keys ? p.heads_kv : p.heads_q;
+        if (reinterpret_cast<std::uintptr_t>(v.data) % 16 != 0)
+            return Status::invalid(v.name, "data pointer must be 16-byte aligned on CUDA");
+        if ((!p.varlen() && p.batch > 1 && v.s.batch % 8 != 0) || (rows > 1 && v.s.row % 8 != 0) ||
+            (heads > 1 && v.s.head % 8 != 0))
+            return Status::invalid(v.name, "batch, row and head strides must be multiples of 8 elements on CUDA "
+                                           "(16-byte aligned rows)");
+    }
+    return Status::success();
+}
+
+Status check_supported(const core::AttnParams& p, bool backward) {
+    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
+        return Status::unsupported("q", std::string("dtype ") + dtype_name(p.dtype) + " on CUDA; use bf16 or fp16");
+    Status s = check_head_dims(p, backward);
+    if (!s.ok()) return s;
+    if (!(s = check_rows_aligned(p, backward)).ok()) return s;
+    if (p.seqlen_k > kMaxRows) return Status::unsupported("k", "sequence length must be below 2^31 - 2^16 on CUDA");
+    if (p.seqlen_q * p.group > kMaxRows)
+        return Status::unsupported("q", "query length times query heads per KV head must be below 2^31 - 2^16 on CUDA");
+    if (p.mask_kind == MaskKind::custom_band)
+        return Status::unsupported("mask.custom_band", "host callables run on the CPU backend only");
+    if (p.mask_kind == MaskKind::mask_mod || p.mask_kind == MaskKind::block_sparse) {
+        if (p.band.compress_factor >= kMaxElementBandFactor)
+            return Status::unsupported("mask.compress_factor", "must be below 2^31 for per-element masks on CUDA");
+        if (p.band.window_left >= kMaxElementBandFactor)
+            return Status::unsupported("mask.window_left", "must be below 2^31 for per-element masks on CUDA");
+    }
+    return Status::success();
+}
+
+// The current device's compute capability, major * 10 + minor.
+Status compute_capability(int& cc) {
+    int device = 0, major = 0, minor = 0;
+    Status s = cuda_status(cudaGetDevice(&device), "cudaGetDevice");
+    if (!s.ok()) return s;
+    s = cuda_status(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+    if (!s.ok()) return s;
+    s = cuda_status(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "cudaDeviceGetAttribute");
+    cc = major * 10 + minor;
+    return s;
+}
+
+Status below_sm80(int cc) {
+    return Status::unsupported("backend", "the CUDA kernels need compute capability 8.0 or newer; this device has " +
+                                              std::to_string(cc / 10) + "." + std::to_string(cc % 10));
+}
+
+// The kernel family per compute capability (sm90 kernels will take cc >= 90 when they exist).
+template <class Sm80Kernel>
+Status dispatch(const core::AttnParams& p, bool backward, Sm80Kernel&& sm80_kernel) {
+    Status s = check_supported(p, backward);
+    if (!s.ok()) return s;
+    int cc = 0;
+    if (!(s = compute_capability(cc)).ok()) return s;
+    if (cc < 80) return below_sm80(cc);
+    return sm80_kernel(p);
+}
+
+}  // namespace
+
+bool available() {
+    static const bool any = [] {
+        int n = 0;
+        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+            cudaGetLastError();  // no driver / no device: not an error of a later call
+            return false;
+        }
+        return n > 0;
+    }();
+    return any;
+}
+
+Status copy_to_host(const std::int32_t* device_ptr, std::int64_t count, std::int32_t* host_ptr) {
+    if (count <= 0) return Status::success();
+    return cuda_status(cudaMemcpy(host_ptr, device_ptr, std::size_t(count) * sizeof(std::int32_t), cudaMemcpyDeviceToHost),
+                       "cudaMemcpy of cu_seqlens");
+}
+
+Status forward(const core::AttnParams& p) { return dispatch(p, false, sm80::forward); }
+Status backward(const core::AttnParams& p) { return dispatch(p, true, sm80::backward); }
+
+}  // namespace ccattn::cuda
+
+namespace ccattn {
+
+Status cuda_block_sparse_tiles(int dim_qk, int dim_v, DType dtype, std::int64_t& tile_m, std::int64_t& tile_n) {
+    if (!cuda::available()) return {Code::backend_unavailable, "backend", "no CUDA device"};
+    if (dtype != DType::bf16 && dtype != DType::fp16)
+        return Status::unsupported("dtype", std::string(dtype_name(dtype)) + " on CUDA; use bf16 or fp16");
+    int cc = 0;
+    Status s = cuda::compute_capability(cc);
+    if (!s.ok()) return s;
+    if (cc < 80) return cuda::below_sm80(cc);
+    sm80::ForwardTile t;
+    if (!sm80::forward_tile_for(dim_qk, dim_v, t))
+        return Status::unsupported("dim_qk", "head dims " + std::to_string(dim_qk) + "/" + std::to_string(dim_v) +
+                                                 " on CUDA; " + cuda::kHeadDimsHelp);
+    tile_m = t.tile_m;
+    tile_n = t.tile_n;
+    return Status::success();
+}
+
+}  // namespace ccattn

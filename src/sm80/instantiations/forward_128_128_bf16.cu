@@ -1,0 +1,6 @@
+// Forward kernel instantiation: head dims 128/128, bf16.
+#include "sm80/forward_kernel.h"
+
+namespace ccattn::sm80 {
+template Status run_forward<128, 128, DType::bf16>(const core::AttnParams&);
+}  // namespace ccattn::sm80
