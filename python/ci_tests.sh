@@ -13,8 +13,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py="$venv/bin/python"
 if ! "$py" -c "import torch" >/dev/null 2>&1; then
-  timeout "${CCATTN_TORCH_INSTALL_TIMEOUT:-600}" "$py" -m pip install -q --disable-pip-version-check \
-    --index-url https://download.pytorch.org/whl/cpu torch || skip "PyTorch could not be installed in time"
+  # PyPI's wheel runs on CPU-only machines too (its CUDA libraries load lazily).
+  timeout "${CCATTN_TORCH_INSTALL_TIMEOUT:-600}" "$py" -m pip install -q --disable-pip-version-check torch \
+    || skip "PyTorch could not be installed in time"
 fi
 "$py" -m pip install -q --disable-pip-version-check scikit-build-core pytest || skip "no scikit-build-core / pytest"
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" "$py" -m pip install -q --disable-pip-version-check \

@@ -1,8 +1,12 @@
 // The CUDA backend's dispatch table: what every CUDA kernel needs beyond validation (dtype, head dims,
 // 16-byte aligned rows, sizes), then the kernel family for the device's compute capability.
-//   compute capability >= 8.0: sm80 kernels (mma.sync; also run on Hopper until an sm90 kernel exists)
+//   compute capability 9.0: the sm90 forward (wgmma, TMA) for what sm90::supports(p), else sm80
+//   compute capability >= 8.0: sm80 kernels (mma.sync)
 //   below 8.0: unsupported
+// CCATTN_KERNELS=sm80 in the environment keeps Hopper on the sm80 kernels (to compare the two).
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -13,6 +17,7 @@
 #include "sm80/backward_tiles.h"
 #include "sm80/forward_tiles.h"
 #include "sm80/sm80.h"
+#include "sm90/sm90.h"
 
 namespace ccattn::cuda {
 namespace {
@@ -99,14 +104,24 @@ Status below_sm80(int cc) {
                                               std::to_string(cc / 10) + "." + std::to_string(cc % 10));
 }
 
-// The kernel family per compute capability (sm90 kernels will take cc >= 90 when they exist).
+// Whether the Hopper kernels may run on a device of compute capability cc.
+bool use_sm90(int cc) {
+    static const bool sm80_only = [] {
+        const char* k = std::getenv("CCATTN_KERNELS");
+        return k != nullptr && std::strcmp(k, "sm80") == 0;
+    }();
+    return cc == 90 && !sm80_only;
+}
+
+// The kernel family per compute capability (Hopper kernels exist for the forward only).
 template <class Sm80Kernel>
-Status dispatch(const core::AttnParams& p, bool backward, Sm80Kernel&& sm80_kernel) {
+Status dispatch(const core::AttnParams& p, bool backward, Sm80Kernel&& sm80_kernel, bool sm90_forward) {
     Status s = check_supported(p, backward);
     if (!s.ok()) return s;
     int cc = 0;
     if (!(s = compute_capability(cc)).ok()) return s;
     if (cc < 80) return below_sm80(cc);
+    if (sm90_forward && use_sm90(cc) && sm90::supports(p)) return sm90::forward(p);
     return sm80_kernel(p);
 }
 
@@ -130,8 +145,8 @@ Status copy_to_host(const std::int32_t* device_ptr, std::int64_t count, std::int
                        "cudaMemcpy of cu_seqlens");
 }
 
-Status forward(const core::AttnParams& p) { return dispatch(p, false, sm80::forward); }
-Status backward(const core::AttnParams& p) { return dispatch(p, true, sm80::backward); }
+Status forward(const core::AttnParams& p) { return dispatch(p, false, sm80::forward, true); }
+Status backward(const core::AttnParams& p) { return dispatch(p, true, sm80::backward, false); }
 
 }  // namespace ccattn::cuda
 
@@ -145,6 +160,7 @@ Status cuda_block_sparse_tiles(int dim_qk, int dim_v, DType dtype, std::int64_t&
     Status s = cuda::compute_capability(cc);
     if (!s.ok()) return s;
     if (cc < 80) return cuda::below_sm80(cc);
+    if (cuda::use_sm90(cc) && sm90::forward_tile_for(dim_qk, dim_v, tile_m, tile_n)) return Status::success();
     sm80::ForwardTile t;
     if (!sm80::forward_tile_for(dim_qk, dim_v, t))
         return Status::unsupported("dim_qk", "head dims " + std::to_string(dim_qk) + "/" + std::to_string(dim_v) +

@@ -1,0 +1,146 @@
+// The consumer mainloop of the Hopper forward: one warp group, 64 packed query rows, every kv
+// step of one work tile. The loop overlaps the two matmuls of neighbouring steps within the warp
+// group: step s issues S_s = Q K_sᵀ and then O += P_{s-1} V_{s-1}, waits for S_s only, masks and
+// exponentiates it while the PV wgmma runs, then waits for PV and rescales O. With ping-pong the
+// consumer warp groups also take turns issuing those two matmuls (named_barriers.h), so that the
+// tensor cores work for one group while the other runs its softmax.
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/numeric_conversion.h>
+
+#include "sm90/fragment.h"
+#include "sm90/kernel_params.h"
+#include "sm90/mask.h"
+#include "sm90/named_barriers.h"
+#include "sm90/softmax.h"
+#include "sm90/wgmma.h"
+#include "sm90/work_tile.h"
+
+namespace ccattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;  // not ccattn::Tensor (the public view type)
+
+// Element-wise conversion between fragments that share one storage order (src's layout and
+// dst's are views of the same register indices).
+template <class SrcTensor, class DstTensor>
+CUTE_DEVICE void convert_fragment(SrcTensor const& src, DstTensor& dst) {
+    using From = typename SrcTensor::value_type;
+    using To = typename DstTensor::value_type;
+    constexpr int kSize = decltype(size(src))::value;
+    static_assert(decltype(size(dst))::value == kSize && decltype(cosize(dst.layout()))::value == kSize);
+    cutlass::NumericArrayConverter<To, From, kSize> op;
+    *reinterpret_cast<cutlass::Array<To, kSize>*>(dst.data()) =
+        op(*reinterpret_cast<cutlass::Array<From, kSize> const*>(src.data()));
+}
+
+template <class Traits>
+struct Consumer {
+    using Element = typename Traits::Element;
+    using TiledMmaQK = typename Traits::TiledMmaQK;
+    using TiledMmaPV = typename Traits::TiledMmaPV;
+    using Pipeline = typename Traits::Pipeline;
+    using PipelineState = typename Traits::PipelineState;
+    static constexpr int kBlockM = Traits::kBlockM;
+    static constexpr int kBlockN = Traits::kBlockN;
+    static constexpr int kRowsPerWarpGroup = Traits::kRowsPerWarpGroup;
+    using Mask = RegisterMask<TiledMmaQK, kRowsPerWarpGroup, kBlockN>;
+    static constexpr int kRows = Mask::kRows;  // accumulator rows per thread
+    using Softmax = OnlineSoftmax<kRows>;
+
+    // The output accumulator of one warp group: (MMA, MMA_M, MMA_N) over 64 x Dv.
+    CUTE_DEVICE static auto make_output_fragment() {
+        return partition_fragment_C(TiledMmaPV{}, Shape<Int<kRowsPerWarpGroup>, Int<Traits::kDimV>>{});
+    }
+
+    // Runs the info.num_steps (> 0) kv steps of a work tile. On return tOrO holds the normalized
+    // output rows and lse their natural-log sums (-inf for empty rows).
+    template <class FragO>
+    CUTE_DEVICE static void run(const KernelParams<Traits>& params, const WorkInfo<kBlockM, kBlockN>& info,
+                                const Mask& mask, typename Traits::SharedStorage& smem, int wg, int thread_in_group,
+                                Pipeline& pipeline_k, Pipeline& pipeline_v, PipelineState& read_k,
+                                PipelineState& read_v, FragO& tOrO, float (&lse)[kRows]) {
+        TiledMmaQK mma_qk;
+        TiledMmaPV mma_pv;
+        auto thr_qk = mma_qk.get_thread_slice(thread_in_group);
+        auto thr_pv = mma_pv.get_thread_slice(thread_in_group);
+        Tensor sQ = make_tensor(make_smem_ptr(smem.q.data() + wg * Traits::kSmemQElements),
+                                typename Traits::SmemLayoutQ{});                                   // (64, Dqk)
+        Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});  // (kBlockN, Dqk, stage)
+        Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutV{});  // (Dv, kBlockN, stage)
+        Tensor tSrQ = thr_qk.partition_fragment_A(sQ);  // (MMA, MMA_M, MMA_K) descriptors
+        Tensor tSrK = thr_qk.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stage) descriptors
+        Tensor tOrV = thr_pv.partition_fragment_B(sV);  // (MMA, MMA_N, MMA_K, stage) descriptors
+        Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kRowsPerWarpGroup>, Int<kBlockN>>{});  // (MMA, MMA_M, MMA_N)
+        Tensor tOrP = make_tensor<Element>(a_operand_layout(tSrS.layout()));  // (MMA, MMA_M, MMA_K): S as PV's A
+        Tensor s = rowcol_view(tSrS);                                          // (rows, cols)
+        CUTE_STATIC_ASSERT_V(size<0>(s) == Int<kRows>{});
+        CUTE_STATIC_ASSERT_V(size<2>(tOrP) == size<2>(tOrV));
+
+        Softmax softmax(params.attn.scale_log2);
+        float o_scale[kRows];
+
+        auto issue_qk = [&] { wgmma<true>(mma_qk, tSrQ, tSrK(_, _, _, read_k.index()), tSrS); };
+        auto issue_pv = [&] { wgmma<false>(mma_pv, tOrP, tOrV(_, _, _, read_v.index()), tOrO); };
+        // A stage is only read by this warp group's wgmma, complete once warpgroup_wait returns:
+        // one thread releases it for the group.
+        const bool releaser = thread_in_group == 0;
+        auto release_k = [&] {
+            if (releaser) pipeline_k.consumer_release(read_k);
+            ++read_k;
+        };
+        auto release_v = [&] {
+            if (releaser) pipeline_v.consumer_release(read_v);
+            ++read_v;
+        };
+        // Masked steps may leave whole rows at -inf, unmasked ones never do.
+        auto softmax_step = [&](KvStep step, auto first) {
+            constexpr bool kFirst = decltype(first)::value;
+            if (step.masking != Masking::none) {
+                mask.apply(s, step, info.seqlen_k, thread_in_group);
+                softmax.template update<kFirst, true>(s, o_scale);
+            } else {
+                softmax.template update<kFirst, false>(s, o_scale);
+            }
+        };
+
+        clear(tOrO);
+        pipeline_k.consumer_wait(read_k);
+        issue_qk();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release_k();
+        softmax_step(info.step(0), cute::true_type{});
+        convert_fragment(tSrS, tOrP);
+
+        for (int step = 1; step < info.num_steps; ++step) {
+            pipeline_k.consumer_wait(read_k);
+            if constexpr (Traits::kPingPong) take_turn(wg);
+            issue_qk();
+            pipeline_v.consumer_wait(read_v);
+            issue_pv();
+            if constexpr (Traits::kPingPong) pass_turn(wg, Traits::kConsumerWarpGroups);
+            warpgroup_wait<1>();  // S of this step is ready, PV of the previous one may still run
+            warpgroup_fence_operand(tSrS);
+            release_k();
+            softmax_step(info.step(step), cute::false_type{});
+            warpgroup_wait<0>();
+            warpgroup_fence_operand(tOrO);
+            warpgroup_fence_operand(tOrP);
+            release_v();
+            scale_rows(rowcol_view(tOrO), o_scale);
+            convert_fragment(tSrS, tOrP);
+        }
+
+        pipeline_v.consumer_wait(read_v);
+        issue_pv();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release_v();
+        softmax.finalize(o_scale, lse);
+        scale_rows(rowcol_view(tOrO), o_scale);
+    }
+};
+
+}  // namespace ccattn::sm90

@@ -1,0 +1,69 @@
+// Host side of one Hopper forward instantiation: encodes the K and V tensor maps, sizes the
+// persistent grid and launches forward_kernel. Included only by the instantiation files.
+#pragma once
+
+#include <algorithm>
+#include <string>
+
+#include <cuda_runtime.h>
+#include <cute/tensor.hpp>
+
+#include "sm90/forward_kernel.h"
+#include "sm90/kernel_params.h"
+#include "sm90/launch.h"
+
+namespace ccattn::sm90 {
+
+inline Status cuda_status(cudaError_t e, const char* what) {
+    if (e == cudaSuccess) return Status::success();
+    return {Code::cuda_error, "", std::string("sm90 forward: ") + what + ": " + cudaGetErrorString(e)};
+}
+
+template <class Traits>
+Status launch_forward(const core::AttnParams& p) {
+    using namespace cute;
+    using Element = typename Traits::Element;
+    KernelParams<Traits> kp;
+    kp.attn = p;
+    kp.scheduler = TileScheduler::make(p, Traits::kBlockM);
+    const std::int64_t tiles = kp.scheduler.num_tiles();
+    if (tiles == 0) return Status::success();  // no query rows: nothing to write
+
+    // Varlen: one batch entry of total_k rows, sequences start at cu_seqlens_k[b]. A tensor map
+    // needs every extent >= 1; with no keys at all it is encoded but never used.
+    const bool varlen = p.varlen();
+    const int rows_k = int(std::max<std::int64_t>(1, varlen ? p.total_k : p.seqlen_k));
+    const int batch = varlen ? 1 : p.batch;
+    kp.shape_k = make_shape(rows_k, int32_t(Traits::kDimQK), int32_t(p.heads_kv), int32_t(batch));
+    kp.shape_vt = make_shape(int32_t(Traits::kDimV), rows_k, int32_t(p.heads_kv), int32_t(batch));
+    // A tensor map needs every stride in 16-byte units, also for extent-1 dimensions whose stride
+    // the caller may have left arbitrary: those get a harmless one.
+    auto stride_of = [](std::int64_t stride, std::int64_t extent) {
+        return extent > 1 ? stride : std::int64_t(Traits::kDimQK);
+    };
+    Tensor mK = make_tensor(make_gmem_ptr(static_cast<Element const*>(p.k)), kp.shape_k,
+                            make_stride(stride_of(p.k_strides.row, rows_k), _1{}, stride_of(p.k_strides.head, p.heads_kv),
+                                        stride_of(p.k_strides.batch, batch)));
+    Tensor mVt = make_tensor(make_gmem_ptr(static_cast<Element const*>(p.v)), kp.shape_vt,
+                             make_stride(_1{}, stride_of(p.v_strides.row, rows_k), stride_of(p.v_strides.head, p.heads_kv),
+                                         stride_of(p.v_strides.batch, batch)));
+    kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, mK, take<0, 2>(typename Traits::SmemLayoutK{}),
+                             Shape<Int<Traits::kBlockN>, Int<Traits::kDimQK>>{}, _1{});
+    kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mVt, take<0, 2>(typename Traits::SmemLayoutV{}),
+                             Shape<Int<Traits::kDimV>, Int<Traits::kBlockN>>{}, _1{});
+
+    int device = 0, sms = 0;
+    Status s = cuda_status(cudaGetDevice(&device), "cudaGetDevice");
+    if (!s.ok()) return s;
+    s = cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
+    if (!s.ok()) return s;
+    auto kernel = forward_kernel<Traits>;
+    s = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSharedBytes),
+                    "shared memory size");
+    if (!s.ok()) return s;
+    const int grid = int(std::min<std::int64_t>(tiles, sms));
+    kernel<<<grid, Traits::kThreads, Traits::kSharedBytes, static_cast<cudaStream_t>(p.stream)>>>(kp);
+    return cuda_status(cudaGetLastError(), "launch");
+}
+
+}  // namespace ccattn::sm90

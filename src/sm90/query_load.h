@@ -1,0 +1,50 @@
+// Gathers one consumer warp group's 64 packed Q rows into its swizzled shared-memory slice.
+// Packed rows come from G different heads, which one TMA box cannot express for every G, so the
+// warp group loads them itself with 16-byte cp.async: each row's address is computed from its
+// query position and head; rows past the sequence are zero-filled.
+#pragma once
+
+#include <cstdint>
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+
+#include "core/params.h"
+#include "sm90/named_barriers.h"
+
+namespace ccattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;  // not ccattn::Tensor (the public view type)
+
+// sQ: (64, Dqk) slice of this warp group; slice_row0: its first packed row within the tile.
+template <class Element, class Info, class SmemTensor>
+CUTE_DEVICE void load_query(const core::AttnParams& p, const Info& info, int batch, int slice_row0,
+                            SmemTensor& sQ, int thread_in_group, int wg) {
+    constexpr int kRows = decltype(size<0>(sQ))::value;
+    constexpr int kChunks = decltype(size<1>(sQ))::value / 8;  // 16-byte chunks per row
+    constexpr int kPerThread = kRows * kChunks / 128;
+    static_assert(kRows * kChunks % 128 == 0);
+    const Element* q = static_cast<const Element*>(p.q);
+    const std::int64_t valid_rows = info.seq.seqlen_q * info.pack - info.row_begin - slice_row0;
+    CUTE_UNROLL
+    for (int k = 0; k < kPerThread; ++k) {
+        const int c = k * 128 + thread_in_group;
+        const int r = c / kChunks, chunk = c % kChunks;
+        const bool valid = r < valid_rows;
+        const Element* src = q;
+        if (valid) {
+            const int slice_r = slice_row0 + r;
+            src += core::offset(p.q_strides, batch, info.seq.row_q, info.query_of(slice_r), info.head_of(slice_r)) + chunk * 8;
+        }
+        SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<uint128_t>::copy(*reinterpret_cast<const uint128_t*>(src),
+                                                         *reinterpret_cast<uint128_t*>(&sQ(r, chunk * 8)), valid);
+    }
+    cp_async_fence();
+    cp_async_wait<0>();
+    // Written through the generic proxy, read next by wgmma through the async proxy.
+    cutlass::arch::fence_view_async_shared();
+    warp_group_sync(wg);
+}
+
+}  // namespace ccattn::sm90

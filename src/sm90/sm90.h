@@ -1,0 +1,26 @@
+// The Hopper (sm_90a) kernels: wgmma, TMA and warp specialization. Entry points that
+// src/cuda/backend.cu dispatches to on compute capability 9.0 devices.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/status.h"
+#include "core/params.h"
+
+namespace ccattn::sm90 {
+
+// Whether forward(p) runs p: see unsupported_reason for the exact conditions.
+bool supports(const core::AttnParams& p);
+
+// Why forward(p) would not run p (the argument and a message), or an ok Status when it would.
+Status unsupported_reason(const core::AttnParams& p);
+
+// The forward kernel's q-tile (query positions) and kv-tile sizes for these head dims: what a
+// block-sparse mask must use to run here. False when no sm90 kernel has these head dims.
+bool forward_tile_for(int dim_qk, int dim_v, std::int64_t& tile_m, std::int64_t& tile_n);
+
+// Launches the forward on p.stream. Returns Code::unsupported when !supports(p), a cuda_error
+// when the launch fails.
+Status forward(const core::AttnParams& p);
+
+}  // namespace ccattn::sm90

@@ -1,0 +1,82 @@
+// Online softmax over the rows of a warp group's S accumulator, in base 2: p = exp2(s * scale_log2
+// - m * scale_log2) with m the running row maximum of the raw scores (scale_log2 > 0). Each row
+// is spread over the 4 threads of a quad, so row reductions finish with two shuffles.
+// Unlike sm80's OnlineSoftmax the output rescale is left to the caller: the overlapped mainloop
+// may only touch O once the previous PV wgmma has finished.
+#pragma once
+
+#include <cmath>
+
+#include <cute/tensor.hpp>
+
+#include "sm80/fragment.h"
+
+namespace ccattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;  // not ccattn::Tensor (the public view type)
+
+using sm80::quad_max;  // the quad reductions are the same for mma.sync and wgmma fragments
+using sm80::quad_sum;
+
+template <int kRows>
+struct OnlineSoftmax {
+    static constexpr float kLn2 = 0.6931471805599453f;
+
+    float row_max[kRows];
+    float row_sum[kRows];  // this thread's partial sums; reduced over the quad in finalize()
+    float scale_log2;
+
+    CUTE_DEVICE explicit OnlineSoftmax(float scale_log2_) : scale_log2(scale_log2_) {}
+
+    // Turns the scores s (rows, cols) of one kv tile into unnormalized probabilities and returns in
+    // o_scale the factor by which the output accumulated so far must be rescaled.
+    // kCheckInf: masked tiles can leave a row at -inf so far; its base is then 0, not -inf - -inf.
+    template <bool kFirst, bool kCheckInf, class Tensor>
+    CUTE_DEVICE void update(Tensor& s, float (&o_scale)[kRows]) {
+        static_assert(decltype(rank(s))::value == 2);
+        CUTE_STATIC_ASSERT_V(size<0>(s) == Int<kRows>{});
+        CUTE_UNROLL
+        for (int m = 0; m < kRows; ++m) {
+            float mx = kFirst ? -INFINITY : row_max[m];
+            CUTE_UNROLL
+            for (int n = 0; n < size<1>(s); ++n) mx = fmaxf(mx, s(m, n));
+            mx = quad_max(mx);
+            const float base = (kCheckInf && mx == -INFINITY) ? 0.f : mx * scale_log2;
+            o_scale[m] = kFirst ? 1.f : exp2f(row_max[m] * scale_log2 - base);
+            row_max[m] = mx;
+            float sum = 0.f;
+            CUTE_UNROLL
+            for (int n = 0; n < size<1>(s); ++n) {
+                s(m, n) = exp2f(s(m, n) * scale_log2 - base);
+                sum += s(m, n);
+            }
+            row_sum[m] = kFirst ? sum : row_sum[m] * o_scale[m] + sum;
+        }
+    }
+
+    // After the last tile: the factor 1/sum that normalizes the output (0 for an empty row) and
+    // the natural-log lse (-inf for an empty row).
+    CUTE_DEVICE void finalize(float (&o_scale)[kRows], float (&lse)[kRows]) {
+        CUTE_UNROLL
+        for (int m = 0; m < kRows; ++m) {
+            const float sum = quad_sum(row_sum[m]);
+            const bool empty = sum == 0.f || sum != sum;
+            o_scale[m] = empty ? 0.f : 1.f / sum;
+            lse[m] = empty ? -INFINITY : row_max[m] * scale_log2 * kLn2 + logf(sum);
+        }
+    }
+};
+
+// Multiplies each row of a (rows, cols) view by its factor.
+template <int kRows, class Tensor>
+CUTE_DEVICE void scale_rows(Tensor&& t, const float (&factor)[kRows]) {
+    CUTE_STATIC_ASSERT_V(size<0>(t) == Int<kRows>{});
+    CUTE_UNROLL
+    for (int m = 0; m < kRows; ++m) {
+        CUTE_UNROLL
+        for (int n = 0; n < size<1>(t); ++n) t(m, n) *= factor[m];
+    }
+}
+
+}  // namespace ccattn::sm90

@@ -1,0 +1,41 @@
+// Which work tiles each CTA of the persistent grid processes. Band masks make the work per q-tile
+// uneven (under a causal band the last q-tile visits the most kv tiles), so tiles are handed out
+// longest first: all (head, batch) pairs of the last q-tile, then of the one before, and so on.
+// CTA c takes tiles c, c + grid, c + 2 grid, ... of that order: a static longest-first
+// round-robin, which both roles of a CTA follow without communicating.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/mask.h"
+#include "core/params.h"
+#include "core/schedule.h"
+#include "sm90/work_tile.h"
+
+namespace ccattn::sm90 {
+
+struct TileScheduler {
+    std::int64_t num_m_blocks = 0;
+    int heads = 0;  // KV heads (packed GQA rows) or query heads (block-sparse)
+    int batch = 0;
+
+    static TileScheduler make(const core::AttnParams& p, int block_m) {
+        TileScheduler s;
+        const bool sparse = p.mask_kind == MaskKind::block_sparse;
+        const int pack = sparse ? 1 : p.group;
+        s.num_m_blocks = core::num_tiles(p.seqlen_q * pack, block_m);
+        s.heads = sparse ? p.heads_q : p.heads_kv;
+        s.batch = p.batch;
+        return s;
+    }
+
+    CCATTN_HD std::int64_t num_tiles() const { return num_m_blocks * heads * batch; }
+
+    CCATTN_HD WorkTile tile(std::int64_t w) const {
+        const std::int64_t per_m = std::int64_t(heads) * batch;
+        const std::int64_t rest = w % per_m;
+        return {num_m_blocks - 1 - w / per_m, int(rest % heads), int(rest / heads)};
+    }
+};
+
+}  // namespace ccattn::sm90

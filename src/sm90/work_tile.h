@@ -1,0 +1,105 @@
+// One unit of work of the Hopper forward, and the kv tiles it visits in order. The producer and
+// the consumer warp groups derive both from the same params and the same WorkTile, so they agree
+// on every step without talking to each other.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/mask.h"
+#include "core/band.h"
+#include "core/params.h"
+#include "core/schedule.h"
+
+namespace ccattn::sm90 {
+
+// q-tile m_block of (batch, head). For the band and mask_mod paths `head` is a KV head and the
+// tile holds kBlockM packed rows of its G query heads (packed row r = query r / G of head
+// head * G + r % G). Block-sparse lists are per query head, so there `head` is a query head and
+// rows are not packed.
+struct WorkTile {
+    std::int64_t m_block = 0;
+    int head = 0;
+    int batch = 0;
+};
+
+// How a kv tile's scores are masked in registers: not at all (full tile), by the band
+// lo(i) <= j < hi(i), or only by the end of the sequence (a block-sparse full tile that
+// overhangs it).
+enum class Masking : std::uint8_t { none, band, seqlen };
+
+struct KvStep {
+    int n = 0;  // kv tile index within the sequence
+    Masking masking = Masking::none;
+};
+
+template <int kBlockM, int kBlockN>
+struct WorkInfo {
+    core::Sequence seq;
+    core::CompressedBand band;
+    std::int64_t row_begin = 0;  // first packed row of the tile
+    int pack = 1;                // packed rows per query position
+    int head0 = 0;               // query head of packed row 0; row r has head head0 + r % pack
+    int kv_head = 0;
+    int num_steps = 0;           // 0: nothing visible (or the tile lies past the sequence)
+    bool in_sequence = false;    // the tile holds at least one row of the sequence
+
+    // kv tiles, band and mask_mod: [begin, end) walked from the end, so the diagonal (partial)
+    // tiles come first, then the full ones [full_begin, full_end), then the left edge. 32-bit:
+    // they stay live through the mainloop.
+    int tile_end = 0, full_begin = 0, full_end = 0;
+    // block-sparse: the partial list, then the full list
+    const std::int32_t* partial = nullptr;
+    const std::int32_t* full = nullptr;
+    int num_partial = 0;
+    int seqlen_k = 0;
+
+    CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w) {
+        seq = core::sequence(p, w.batch);
+        band = p.band.for_sequence(seq.seqlen_q, seq.seqlen_k);
+        const bool sparse = p.mask_kind == MaskKind::block_sparse;
+        pack = sparse ? 1 : p.group;
+        head0 = sparse ? w.head : w.head * p.group;
+        kv_head = sparse ? w.head / p.group : w.head;
+        row_begin = w.m_block * kBlockM;
+        in_sequence = row_begin < seq.seqlen_q * pack;
+        seqlen_k = int(seq.seqlen_k);
+        if (!in_sequence || seqlen_k == 0) return;  // no keys: every row is empty
+        if (sparse) {
+            const core::TileLists& pl = p.sparse_partial;
+            const core::TileLists& fl = p.sparse_full;
+            std::int64_t pc = w.batch * pl.count_batch_stride + w.head * pl.count_head_stride + w.m_block * pl.count_tile_stride;
+            std::int64_t fc = w.batch * fl.count_batch_stride + w.head * fl.count_head_stride + w.m_block * fl.count_tile_stride;
+            num_partial = pl.count[pc];
+            num_steps = num_partial + fl.count[fc];
+            partial = pl.index + w.batch * pl.index_batch_stride + w.head * pl.index_head_stride + w.m_block * pl.index_tile_stride;
+            full = fl.index + w.batch * fl.index_batch_stride + w.head * fl.index_head_stride + w.m_block * fl.index_tile_stride;
+            return;
+        }
+        // mask_mod: every tile of the sequence, each masked per element by the band fields.
+        const core::TileRange range =
+            p.mask_kind == MaskKind::mask_mod
+                ? core::make_range(0, core::num_tiles(seq.seqlen_k, kBlockN), 0, 0)
+                : core::kv_tile_range(band, core::query_span(w.m_block, kBlockM, pack, seq.seqlen_q), kBlockN);
+        tile_end = int(range.end);
+        full_begin = int(range.full_begin);
+        full_end = int(range.full_end);
+        num_steps = int(range.count());
+    }
+
+    CCATTN_HD KvStep step(int s) const {
+        if (partial != nullptr) {
+            if (s < num_partial) return {partial[s], Masking::band};
+            int n = full[s - num_partial];
+            bool overhangs = std::int64_t(n + 1) * kBlockN > seqlen_k;
+            return {n, overhangs ? Masking::seqlen : Masking::none};
+        }
+        int n = tile_end - 1 - s;
+        return {n, full_begin <= n && n < full_end ? Masking::none : Masking::band};
+    }
+
+    // Packed row r of the tile (0-based within the tile) -> query position and query head.
+    CCATTN_HD std::int64_t query_of(int r) const { return (row_begin + r) / pack; }
+    CCATTN_HD int head_of(int r) const { return head0 + int((row_begin + r) % pack); }
+};
+
+}  // namespace ccattn::sm90

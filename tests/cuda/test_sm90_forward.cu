@@ -1,0 +1,553 @@
+// The Hopper (sm_90a) forward.
+// Host-only checks (run on any machine): the accumulator views the kernel relies on, against CuTe's
+// own partitions for every thread; the shared-memory vector contiguity the Q gather and O scatter
+// rely on; the work order and the kv steps of every work tile, against brute force over the band;
+// what supports() accepts.
+// GPU checks (skipped without a compute capability 9.0 device): sm90::forward against the fp64
+// oracle on fresh random inputs with NaN-poisoned outputs, over band shapes, GQA groups, varlen,
+// empty rows and tiles, every instantiated head dim and dtype, and the mask_mod and block-sparse
+// mechanisms.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <cute/tensor.hpp>
+
+#include "ccattn/block_sparse.h"
+#include "core/band.h"
+#include "core/params.h"
+#include "cuda/gpu_test_util.h"
+#include "sm90/fragment.h"
+#include "sm90/kernel_traits.h"
+#include "sm90/sm90.h"
+#include "sm90/tile_scheduler.h"
+#include "sm90/work_tile.h"
+
+namespace ccattn {
+namespace {
+
+using namespace test;
+using bf16 = cutlass::bfloat16_t;
+using fp16 = cutlass::half_t;
+
+// ---------------------------------------------------------------------------------------------
+// Accumulator views and shared-memory layouts (host)
+
+template <class Traits>
+void check_fragment_views() {
+    using namespace cute;
+    constexpr int kRows = Traits::kRowsPerWarpGroup, kN = Traits::kBlockN;
+    auto identity = make_identity_tensor(Shape<Int<kRows>, Int<kN>>{});
+    auto coords_of = [&](int t) {
+        return sm90::rowcol_view(typename Traits::TiledMmaQK{}.get_thread_slice(t).partition_C(identity));
+    };
+    auto c0 = coords_of(0);
+    std::map<std::pair<int, int>, int> owner;
+    for (int t = 0; t < 128; ++t) {
+        auto c = coords_of(t);
+        ASSERT_EQ(int(size<0>(c)), 2);
+        for (int m = 0; m < size<0>(c); ++m)
+            for (int n = 0; n < size<1>(c); ++n) {
+                const int row = get<0>(c(m, n)), col = get<1>(c(m, n));
+                // (rows, cols) view: one row per m, one column per n
+                ASSERT_EQ(row, int(get<0>(c(m, 0)))) << "thread " << t;
+                ASSERT_EQ(col, int(get<1>(c(0, n)))) << "thread " << t;
+                // columns are thread 0's shifted by this thread's first column (the mask relies on it)
+                ASSERT_EQ(col, int(get<1>(c0(0, n))) + int(get<1>(c(0, 0)))) << "thread " << t;
+                ASSERT_TRUE(owner.emplace(std::make_pair(row, col), t).second) << "element held twice";
+            }
+        // a row's values sit in the 4 threads of one quad (softmax reduces with xor 1, 2)
+        for (int other : {t ^ 1, t ^ 2, t ^ 3}) {
+            auto o = coords_of(other);
+            for (int m = 0; m < size<0>(c); ++m) ASSERT_EQ(int(get<0>(c(m, 0))), int(get<0>(o(m, 0))));
+        }
+        // the first thread of each quad holds column 0 of its rows (it writes lse)
+        ASSERT_EQ(int(get<1>(c(0, 0))) == 0, t % 4 == 0);
+    }
+    ASSERT_EQ(int(owner.size()), kRows * kN);
+
+    // S re-read as the register A operand of P V: element by element the same (row, key) as
+    // CuTe's A partition of the PV tiled MMA.
+    for (int t = 0; t < 128; ++t) {
+        auto acc = typename Traits::TiledMmaQK{}.get_thread_slice(t).partition_C(identity);
+        auto as_a = make_tensor(acc.data(), sm90::a_operand_layout(acc.layout()));
+        auto a = typename Traits::TiledMmaPV{}.get_thread_slice(t).partition_A(identity);
+        ASSERT_EQ(int(size(as_a)), int(size(a)));
+        for (int i = 0; i < size(a); ++i) {
+            ASSERT_EQ(int(get<0>(as_a(i))), int(get<0>(a(i)))) << "thread " << t << " value " << i;
+            ASSERT_EQ(int(get<1>(as_a(i))), int(get<1>(a(i)))) << "thread " << t << " value " << i;
+        }
+    }
+}
+
+// The epilogue's stmatrix copy takes each thread's output accumulators as the source values CuTe
+// expects at their (row, column) of the tile (stmatrix is warp-collective: the destination
+// addresses a thread supplies belong to other threads' values, so the check is on the source side),
+// and its destinations cover the tile once.
+template <class Traits>
+void check_output_staging() {
+    using namespace cute;
+    auto identity = make_identity_tensor(Shape<Int<Traits::kRowsPerWarpGroup>, Int<Traits::kDimV>>{});
+    auto copy_o = make_tiled_copy_C(Copy_Atom<SM90_U32x4_STSM_N, typename Traits::Element>{},
+                                    typename Traits::TiledMmaPV{});
+    std::set<std::pair<int, int>> written;
+    for (int t = 0; t < 128; ++t) {
+        auto thr = copy_o.get_thread_slice(t);
+        auto src = thr.retile_S(typename Traits::TiledMmaPV{}.get_thread_slice(t).partition_C(identity));
+        auto expected = thr.partition_S(identity);
+        ASSERT_EQ(int(size(src)), int(size(expected)));
+        for (int i = 0; i < size(src); ++i) {
+            ASSERT_EQ(int(get<0>(src(i))), int(get<0>(expected(i)))) << "thread " << t << " value " << i;
+            ASSERT_EQ(int(get<1>(src(i))), int(get<1>(expected(i)))) << "thread " << t << " value " << i;
+        }
+        auto dst = thr.partition_D(identity);
+        for (int i = 0; i < size(dst); ++i)
+            ASSERT_TRUE(written.emplace(int(get<0>(dst(i))), int(get<1>(dst(i)))).second) << "written twice";
+    }
+    ASSERT_EQ(int(written.size()), Traits::kRowsPerWarpGroup * Traits::kDimV);
+}
+
+// The Q gather and the O scatter move 8 elements of a row as one 16-byte vector.
+template <class Layout>
+void check_row_vectors(Layout layout, int rows, int cols) {
+    for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; c += 8) {
+            ASSERT_EQ(int(layout(r, c)) % 8, 0);
+            for (int e = 1; e < 8; ++e) ASSERT_EQ(int(layout(r, c + e)), int(layout(r, c)) + e) << r << ", " << c;
+        }
+}
+
+template <class Traits>
+void check_traits() {
+    check_fragment_views<Traits>();
+    check_output_staging<Traits>();
+    check_row_vectors(typename Traits::SmemLayoutQ{}, Traits::kRowsPerWarpGroup, Traits::kDimQK);
+    check_row_vectors(typename Traits::SmemLayoutO{}, Traits::kRowsPerWarpGroup, Traits::kDimV);
+}
+
+TEST(Sm90Layout, Dim64) { check_traits<sm90::KernelTraits<bf16, 64, 64>>(); }
+TEST(Sm90Layout, Dim128) { check_traits<sm90::KernelTraits<bf16, 128, 128>>(); }
+TEST(Sm90Layout, Dim192x128) { check_traits<sm90::KernelTraits<fp16, 192, 128>>(); }
+TEST(Sm90Layout, Dim256) { check_traits<sm90::KernelTraits<fp16, 256, 256>>(); }
+
+// ---------------------------------------------------------------------------------------------
+// Work order and kv steps (host)
+
+struct HostCall {
+    std::vector<std::int32_t> cu_q, cu_k;
+    core::AttnParams p;
+};
+
+HostCall host_call(std::vector<std::int32_t> cu_q, std::vector<std::int32_t> cu_k, int heads_kv, int group,
+                   const core::BandSpec& band, MaskKind kind) {
+    HostCall h;
+    h.cu_q = std::move(cu_q);
+    h.cu_k = std::move(cu_k);
+    core::AttnParams& p = h.p;
+    p.batch = int(h.cu_q.size()) - 1;
+    p.cu_seqlens_q = h.cu_q.data();
+    p.cu_seqlens_k = h.cu_k.data();
+    for (int b = 0; b < p.batch; ++b) {
+        p.seqlen_q = std::max<std::int64_t>(p.seqlen_q, h.cu_q[b + 1] - h.cu_q[b]);
+        p.seqlen_k = std::max<std::int64_t>(p.seqlen_k, h.cu_k[b + 1] - h.cu_k[b]);
+    }
+    p.heads_kv = heads_kv;
+    p.group = group;
+    p.heads_q = heads_kv * group;
+    p.band = band;
+    p.mask_kind = kind;
+    return h;
+}
+
+// Every (m_block, head, batch) once, longest q-tiles first; per tile, the steps visit every kv tile
+// holding a visible pair exactly once, and a step left unmasked holds only visible pairs.
+template <int kBlockM, int kBlockN>
+void check_work_tiles(const core::AttnParams& p) {
+    const sm90::TileScheduler s = sm90::TileScheduler::make(p, kBlockM);
+    std::set<std::tuple<std::int64_t, int, int>> seen;
+    std::int64_t previous_m = s.num_m_blocks;
+    for (std::int64_t w = 0; w < s.num_tiles(); ++w) {
+        const sm90::WorkTile wt = s.tile(w);
+        ASSERT_LE(wt.m_block, previous_m);
+        previous_m = wt.m_block;
+        ASSERT_TRUE(seen.emplace(wt.m_block, wt.head, wt.batch).second);
+        const sm90::WorkInfo<kBlockM, kBlockN> info(p, wt);
+        const core::Sequence seq = core::sequence(p, wt.batch);
+        ASSERT_EQ(info.in_sequence, wt.m_block * kBlockM < seq.seqlen_q * p.group);
+        if (!info.in_sequence) continue;
+        std::map<int, sm90::Masking> steps;
+        for (int i = 0; i < info.num_steps; ++i) {
+            const sm90::KvStep st = info.step(i);
+            ASSERT_TRUE(steps.emplace(st.n, st.masking).second) << "kv tile " << st.n << " visited twice";
+            ASSERT_NE(st.masking, sm90::Masking::seqlen);
+            if (p.mask_kind == MaskKind::mask_mod) ASSERT_EQ(st.masking, sm90::Masking::band);
+        }
+        if (p.mask_kind == MaskKind::mask_mod) ASSERT_EQ(info.num_steps, core::num_tiles(seq.seqlen_k, kBlockN));
+        const core::CompressedBand band = p.band.for_sequence(seq.seqlen_q, seq.seqlen_k);
+        for (int r = 0; r < kBlockM && info.row_begin + r < seq.seqlen_q * p.group; ++r) {
+            const std::int64_t i = info.query_of(r);
+            ASSERT_EQ(i, (info.row_begin + r) / p.group);
+            ASSERT_EQ(info.head_of(r), wt.head * p.group + int((info.row_begin + r) % p.group));
+            for (std::int64_t j = 0; j < seq.seqlen_k; ++j) {
+                const bool visible = core::visible(band, i, j);
+                auto it = steps.find(int(j / kBlockN));
+                if (visible) ASSERT_NE(it, steps.end()) << "row " << i << " key " << j << " never visited";
+                if (!visible && it != steps.end())
+                    ASSERT_NE(it->second, sm90::Masking::none) << "row " << i << " key " << j << " unmasked";
+            }
+        }
+    }
+    ASSERT_EQ(std::int64_t(seen.size()), s.num_tiles());
+}
+
+core::BandSpec band_spec(bool causal, std::int64_t cf, std::optional<std::int64_t> delta = {},
+                         std::int64_t window = core::kNoWindow) {
+    core::BandSpec b;
+    b.causal = causal;
+    b.compress_factor = cf;
+    b.has_diag_offset = delta.has_value();
+    b.diag_offset = delta.value_or(0);
+    b.window_left = window;
+    return b;
+}
+
+TEST(Sm90Schedule, BandsAgainstBruteForce) {
+    const std::vector<std::int32_t> cu_q = {0, 0, 113, 113, 700, 701, 1001};
+    const std::vector<std::int32_t> cu_k = {0, 50, 50, 300, 300, 1000, 1013};
+    for (int group : {1, 3, 4, 16})
+        for (const core::BandSpec& band :
+             {band_spec(false, 1), band_spec(true, 1), band_spec(true, 4), band_spec(true, 16, -31),
+              band_spec(true, 4, 37), band_spec(true, 1, {}, 100), band_spec(false, 1, 0, 20),
+              band_spec(true, 1, -300), band_spec(true, 64)}) {
+            SCOPED_TRACE("group " + std::to_string(group) + " cf " + std::to_string(band.compress_factor));
+            HostCall h = host_call(cu_q, cu_k, 2, group, band, MaskKind::band);
+            check_work_tiles<128, 128>(h.p);
+            check_work_tiles<192, 128>(h.p);
+            check_work_tiles<128, 64>(h.p);
+            h.p.mask_kind = MaskKind::mask_mod;
+            check_work_tiles<128, 128>(h.p);
+        }
+}
+
+// Block-sparse lists: partial tiles (masked by the band) in list order, then full tiles, unmasked
+// unless they overhang the sequence; rows are query positions of one query head.
+TEST(Sm90Schedule, BlockSparseLists) {
+    // one sequence, Sq 300, Sk 200, one list shared by the heads; 128 x 128 tiles: 3 q-tiles
+    std::vector<std::int32_t> full_count = {1, 1, 0}, partial_count = {1, 0, 0};
+    std::vector<std::int32_t> full_index = {0, -1, 1, -1, -1, -1}, partial_index = {1, -1, -1};
+    HostCall h = host_call({0, 300}, {0, 200}, 2, 3, band_spec(true, 1), MaskKind::block_sparse);
+    core::AttnParams& p = h.p;
+    p.cu_seqlens_q = p.cu_seqlens_k = nullptr;  // fixed length
+    p.sparse_full = {full_count.data(), full_index.data(), 3, 0, 1, 6, 0, 2};
+    p.sparse_partial = {partial_count.data(), partial_index.data(), 3, 0, 1, 3, 0, 1};
+    const sm90::TileScheduler s = sm90::TileScheduler::make(p, 128);
+    ASSERT_EQ(s.num_m_blocks, 3);
+    ASSERT_EQ(s.heads, 6);
+    using Info = sm90::WorkInfo<128, 128>;
+    const Info t0(p, {0, 4, 0});
+    ASSERT_EQ(t0.num_steps, 2);
+    EXPECT_EQ(t0.step(0).n, 1);
+    EXPECT_EQ(t0.step(0).masking, sm90::Masking::band);
+    EXPECT_EQ(t0.step(1).n, 0);
+    EXPECT_EQ(t0.step(1).masking, sm90::Masking::none);
+    EXPECT_EQ(t0.kv_head, 1);
+    EXPECT_EQ(t0.head_of(77), 4);
+    EXPECT_EQ(t0.query_of(77), 77);
+    const Info t1(p, {1, 5, 0});
+    ASSERT_EQ(t1.num_steps, 1);
+    EXPECT_EQ(t1.step(0).n, 1);
+    EXPECT_EQ(t1.step(0).masking, sm90::Masking::seqlen);  // keys 128..255 of a 200-key sequence
+    EXPECT_EQ(t1.query_of(3), 131);
+    EXPECT_EQ(Info(p, {2, 0, 0}).num_steps, 0);
+    EXPECT_FALSE(Info(p, {3, 0, 0}).in_sequence);
+}
+
+// ---------------------------------------------------------------------------------------------
+// supports() (host)
+
+core::AttnParams supported_params() {
+    core::AttnParams p;
+    p.batch = 1;
+    p.seqlen_q = p.seqlen_k = p.total_q = p.total_k = 256;
+    p.heads_q = p.heads_kv = 1;
+    p.dim_qk = p.dim_v = 128;
+    p.device = Device::cuda;
+    alignas(16) static char buffer[16];
+    p.q = p.k = p.v = p.out = buffer;
+    p.q_strides = p.k_strides = p.v_strides = p.out_strides = {256 * 128, 128, 128};
+    p.scale = 0.125f;
+    p.scale_log2 = 0.125f * 1.4426950408889634f;
+    return p;
+}
+
+TEST(Sm90Supports, AcceptsAndRejects) {
+    EXPECT_TRUE(sm90::supports(supported_params()));
+    for (auto [dqk, dv] : {std::pair{64, 64}, {192, 128}, {256, 256}}) {
+        core::AttnParams p = supported_params();
+        p.dim_qk = dqk;
+        p.dim_v = dv;
+        p.dtype = DType::fp16;
+        EXPECT_TRUE(sm90::supports(p)) << dqk << "/" << dv;
+    }
+    auto rejected = [](auto edit, const char* argument) {
+        core::AttnParams p = supported_params();
+        edit(p);
+        Status s = sm90::unsupported_reason(p);
+        EXPECT_EQ(s.code, Code::unsupported) << argument;
+        EXPECT_EQ(s.argument, argument);
+        EXPECT_EQ(sm90::forward(p).code, Code::unsupported) << argument;
+    };
+    rejected([](core::AttnParams& p) { p.dim_qk = p.dim_v = 96; }, "q");
+    rejected([](core::AttnParams& p) { p.dim_v = 64; }, "q");
+    rejected([](core::AttnParams& p) { p.device = Device::cpu; }, "q");
+    rejected([](core::AttnParams& p) { p.k_strides.row = 132; }, "k");
+    rejected([](core::AttnParams& p) { p.v = static_cast<const char*>(p.v) + 2; }, "v");
+    rejected(
+        [](core::AttnParams& p) {
+            p.heads_q = p.group = 2;
+            p.out_strides.head = 4;
+        },
+        "out");
+    rejected(
+        [](core::AttnParams& p) {
+            p.batch = 2;
+            p.q_strides.batch = 12;
+        },
+        "q");
+    {  // strides of extent-1 dimensions never move a pointer
+        core::AttnParams p = supported_params();
+        p.q_strides.batch = 12;
+        p.k_strides.head = 3;
+        EXPECT_TRUE(run_ok(sm90::unsupported_reason(p)));
+    }
+    rejected([](core::AttnParams& p) { p.scale_log2 = 0.f; }, "scale");
+    rejected([](core::AttnParams& p) { p.mask_kind = MaskKind::custom_band; }, "mask.custom_band");
+    rejected(
+        [](core::AttnParams& p) {
+            p.mask_kind = MaskKind::block_sparse;
+            p.sparse_tile_m = 128;
+            p.sparse_tile_n = 64;
+        },
+        "mask.block_sparse.tile_m");
+    rejected([](core::AttnParams& p) { p.total_k = p.seqlen_k = std::int64_t(1) << 31; }, "k");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU: sm90::forward against the fp64 oracle
+
+bool hopper_present() {
+    int count = 0, device = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        return false;
+    }
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) return false;
+    return prop.major == 9 && prop.minor == 0;
+}
+
+#define REQUIRE_HOPPER()                                                                           \
+    do {                                                                                           \
+        if (!hopper_present()) GTEST_SKIP() << "no compute capability 9.0 device (sm90 kernels)"; \
+    } while (0)
+
+enum class Mechanism { band, mask_mod, block_sparse };
+
+// Runs sm90::forward on pr with `band` expressed through `mechanism`, and compares out and lse with
+// the fp64 oracle of the band.
+void run_case(const Problem& pr, const Mask& band, Mechanism mechanism = Mechanism::band) {
+    AttnTensors t = make_forward_tensors(pr);
+    Mask ref_mask = band, gpu_mask = band;
+    BlockSparseLists lists;
+    std::vector<TestTensor> list_tensors;
+    if (mechanism == Mechanism::mask_mod) {
+        gpu_mask.kind = MaskKind::mask_mod;
+        ref_mask = gpu_mask;
+        std::vector<std::int64_t> sq, sk;
+        for (int b = 0; b < pr.num_seqs(); ++b) {
+            sq.push_back(pr.varlen() ? pr.cu_seqlens_q[b + 1] - pr.cu_seqlens_q[b] : pr.seqlen_q);
+            sk.push_back(pr.varlen() ? pr.cu_seqlens_k[b + 1] - pr.cu_seqlens_k[b] : pr.seqlen_k);
+        }
+        core::BandSpec spec = band_spec(band.causal, band.compress_factor, band.diag_offset,
+                                        band.window_left.value_or(core::kNoWindow));
+        ref_mask.mask_mod = [spec, sq, sk](int b, int, std::int64_t i, std::int64_t j) {
+            return core::visible(spec.for_sequence(sq[b], sk[b]), i, j);
+        };
+    } else if (mechanism == Mechanism::block_sparse) {
+        BlockSparseLists::Shape shape;
+        shape.batch = pr.num_seqs();
+        shape.seqlen_q = pr.seqlen_q;
+        shape.seqlen_k = pr.seqlen_k;
+        if (pr.varlen()) {
+            shape.cu_seqlens_q = pr.cu_seqlens_q.data();
+            shape.cu_seqlens_k = pr.cu_seqlens_k.data();
+        }
+        const sm90::TileSize tile = sm90::tile_size(pr.dim_qk, pr.dim_v);
+        shape.tile_m = tile.block_m;
+        shape.tile_n = tile.block_n;
+        ASSERT_TRUE(run_ok(BlockSparseLists::from_band(band, shape, lists)));
+        ref_mask = lists.mask();
+        gpu_mask = ref_mask;
+        // The CUDA kernel's partial-tile predicate is the band fields.
+        gpu_mask.causal = band.causal;
+        gpu_mask.compress_factor = band.compress_factor;
+        gpu_mask.diag_offset = band.diag_offset;
+        gpu_mask.window_left = band.window_left;
+        BlockSparseMask& bs = gpu_mask.block_sparse;
+        for (Tensor* host : {&bs.full_count, &bs.full_index, &bs.partial_count, &bs.partial_index}) {
+            TestTensor d = make_tensor(DType::int32, std::vector<std::int64_t>(host->shape, host->shape + host->rank));
+            std::memcpy(d.host.data(), host->data, d.host.size());
+            d.upload();
+            list_tensors.push_back(std::move(d));
+            *host = list_tensors.back().view(Device::cuda);
+        }
+    }
+
+    core::AttnParams p;
+    api::HostSeqlens seqlens;
+    if (pr.varlen()) seqlens = {pr.cu_seqlens_q.data(), pr.cu_seqlens_k.data()};
+    ASSERT_TRUE(run_ok(api::fill_forward_params(forward_args(t, gpu_mask, Device::cuda), seqlens, p)));
+    ASSERT_TRUE(run_ok(sm90::unsupported_reason(p)));
+    ASSERT_TRUE(run_ok(sm90::forward(p)));
+    cuda_check(cudaDeviceSynchronize(), "sm90 forward");
+    t.out.download();
+    t.lse.download();
+    const cpu::Reference ref = reference(t, ref_mask);
+    EXPECT_TRUE(close_to_dense(t.out, ref.out, output_tolerance(pr.dtype), "out"));
+    EXPECT_TRUE(lse_close(t.lse, ref.lse, "lse"));
+    EXPECT_TRUE(untouched_outside_view(t.out, "out"));
+    EXPECT_TRUE(untouched_outside_view(t.lse, "lse"));
+}
+
+Problem fixed(std::int64_t sq, std::int64_t sk, int heads_kv = 1, int group = 1, int dim_qk = 128, int dim_v = 128,
+              DType dtype = DType::bf16) {
+    Problem pr;
+    pr.seqlen_q = sq;
+    pr.seqlen_k = sk;
+    pr.heads_kv = heads_kv;
+    pr.heads_q = heads_kv * group;
+    pr.dim_qk = dim_qk;
+    pr.dim_v = dim_v;
+    pr.dtype = dtype;
+    pr.seed = std::uint64_t(sq * 1000003 + sk * 101 + group * 7 + dim_qk);
+    return pr;
+}
+
+TEST(Sm90Forward, CausalCf1) {
+    REQUIRE_HOPPER();
+    {
+        SCOPED_TRACE("Sq = Sk = 256, batch 2, 2 heads");
+        Problem pr = fixed(256, 256, 2);
+        pr.batch = 2;
+        run_case(pr, Mask::band(true));
+    }
+    for (auto [sq, sk] : {std::pair<std::int64_t, std::int64_t>{113, 203}, {203, 113}, {1, 4099}, {4099, 1}, {1, 1}}) {
+        SCOPED_TRACE("Sq " + std::to_string(sq) + " Sk " + std::to_string(sk));
+        run_case(fixed(sq, sk), Mask::band(true));
+    }
+}
+
+TEST(Sm90Forward, CompressedBands) {
+    REQUIRE_HOPPER();
+    struct C {
+        std::int64_t sq, sk, cf;
+        std::optional<std::int64_t> delta;
+    };
+    for (const C& c : {C{1000, 250, 4, {}}, C{777, 60, 16, {}}, C{777, 60, 16, -31}, C{4099, 65, 64, {}},
+                       C{500, 130, 4, 37}, C{300, 10, 64, -63}}) {
+        SCOPED_TRACE("cf " + std::to_string(c.cf) + " delta " + std::to_string(c.delta.value_or(0)) + " Sq " +
+                     std::to_string(c.sq));
+        run_case(fixed(c.sq, c.sk, 1, 2), Mask::band(true, c.cf, c.delta));
+    }
+}
+
+TEST(Sm90Forward, EmptyRowsAndTiles) {
+    REQUIRE_HOPPER();
+    // rows 0..299 see nothing: whole empty q-tiles, then a partially empty one
+    run_case(fixed(700, 700, 1, 1), Mask::band(true, 1, -300));
+    // every row empty
+    run_case(fixed(200, 100, 1, 4), Mask::band(true, 1, -1000));
+    // no keys at all
+    run_case(fixed(130, 0, 1, 2), Mask::band(false));
+}
+
+TEST(Sm90Forward, WindowsAndNoMask) {
+    REQUIRE_HOPPER();
+    run_case(fixed(700, 700), Mask::band(true, 1, {}, 100));
+    run_case(fixed(900, 230, 1, 2), Mask::band(true, 4, {}, 10));
+    run_case(fixed(203, 113), Mask::band(false));
+    run_case(fixed(333, 257, 1, 2), Mask::band(false, 1, 0, 20));  // window without causal: left edge only
+}
+
+TEST(Sm90Forward, GqaGroups) {
+    REQUIRE_HOPPER();
+    for (int group : {2, 4, 8, 16}) {
+        SCOPED_TRACE("group " + std::to_string(group));
+        run_case(fixed(113, 203, 2, group), Mask::band(true));
+        run_case(fixed(301, 80, 1, group), Mask::band(true, 4));
+    }
+}
+
+TEST(Sm90Forward, VarlenWithEmptySequences) {
+    REQUIRE_HOPPER();
+    Problem pr = fixed(0, 0, 2, 4);
+    pr.cu_seqlens_q = {0, 0, 113, 113, 700, 701, 1001};
+    pr.cu_seqlens_k = {0, 50, 50, 300, 300, 1000, 1013};
+    run_case(pr, Mask::band(true));
+    run_case(pr, Mask::band(true, 4));
+    run_case(pr, Mask::band(false));
+}
+
+TEST(Sm90Forward, StridedTensors) {
+    REQUIRE_HOPPER();
+    Problem pr = fixed(257, 300, 2, 2);
+    pr.pad = 8;
+    run_case(pr, Mask::band(true, 2));
+}
+
+TEST(Sm90Forward, HeadDimsAndDtypes) {
+    REQUIRE_HOPPER();
+    for (auto [dqk, dv] : {std::pair{64, 64}, {128, 128}, {192, 128}, {256, 256}})
+        for (DType dt : {DType::bf16, DType::fp16}) {
+            SCOPED_TRACE(std::to_string(dqk) + "/" + std::to_string(dv) + " " + dtype_name(dt));
+            run_case(fixed(300, 300, 1, 2, dqk, dv, dt), Mask::band(true));
+            run_case(fixed(211, 130, 1, 2, dqk, dv, dt), Mask::band(true, 4, 5));
+        }
+}
+
+TEST(Sm90Forward, LongCausal) {
+    REQUIRE_HOPPER();
+    run_case(fixed(2048, 2048, 1, 2), Mask::band(true));
+}
+
+TEST(Sm90Forward, MaskMod) {
+    REQUIRE_HOPPER();
+    run_case(fixed(300, 300, 1, 2), Mask::band(true, 4), Mechanism::mask_mod);
+    Problem pr = fixed(0, 0, 1, 2);
+    pr.cu_seqlens_q = {0, 100, 100, 357};
+    pr.cu_seqlens_k = {0, 0, 90, 200};
+    run_case(pr, Mask::band(true, 1, {}, 30), Mechanism::mask_mod);
+}
+
+TEST(Sm90Forward, BlockSparse) {
+    REQUIRE_HOPPER();
+    run_case(fixed(300, 300, 1, 4), Mask::band(true), Mechanism::block_sparse);
+    run_case(fixed(515, 200, 2, 1), Mask::band(true, 4, -3), Mechanism::block_sparse);
+    Problem pr = fixed(0, 0, 1, 2);
+    pr.cu_seqlens_q = {0, 100, 100, 357};
+    pr.cu_seqlens_k = {0, 0, 90, 300};
+    run_case(pr, Mask::band(true), Mechanism::block_sparse);
+    run_case(fixed(260, 200, 1, 1, 256, 256), Mask::band(true, 2), Mechanism::block_sparse);
+}
+
+}  // namespace
+}  // namespace ccattn
