@@ -577,10 +577,30 @@ TEST(Sm80ForwardErrors, BlockSparseTilesMustMatchTheKernel) {
     EXPECT_TRUE(all_poisoned(t.out));
 
     std::int64_t tm = 0, tn = 0;
-    ASSERT_TRUE(run_ok(cuda_block_sparse_tiles(64, 64, DType::bf16, tm, tn)));
-    EXPECT_EQ(tm, tile.tile_m);
-    EXPECT_EQ(tn, tile.tile_n);
     EXPECT_EQ(cuda_block_sparse_tiles(96, 96, DType::bf16, tm, tn).code, Code::unsupported);
+}
+
+// The public tile sizes are those of the kernel the dispatch runs on this device (sm80, or sm90 on
+// Hopper): lists built with them run through ccattn::forward and agree with the native band.
+TEST(CudaDispatch, BlockSparseWithPublicTiles) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.seqlen_q = 777;
+    pr.seqlen_k = 300;
+    pr.heads_q = 4;
+    pr.heads_kv = 2;
+    pr.dim_qk = pr.dim_v = 128;
+    std::int64_t tm = 0, tn = 0;
+    ASSERT_TRUE(run_ok(cuda_block_sparse_tiles(pr.dim_qk, pr.dim_v, pr.dtype, tm, tn)));
+    const Mask band = Mask::band(true, 4, -3);
+    AttnTensors t = make_forward_tensors(pr);
+    DeviceLists lists;
+    ASSERT_TRUE(run_ok(forward(forward_args(t, block_sparse_mask(band, pr, tm, tn, lists), Device::cuda))));
+    t.out.download();
+    t.lse.download();
+    const cpu::Reference ref = reference(t, band);
+    EXPECT_TRUE(close_to_dense(t.out, ref.out, output_tolerance(pr.dtype), "out"));
+    EXPECT_TRUE(lse_close(t.lse, ref.lse, "lse"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,149 @@
+// sm80::backward: checks what the kernels need beyond validation and the backend's checks (block-sparse
+// tile sizes, shared memory), allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with
+// cudaFreeAsync when the call returns) and runs preprocess -> block-sparse bit lists -> main kernel ->
+// dq conversion. The runtime -> compile-time dispatch (head dims, then dtype) is launch_main.
+#include <cstdint>
+#include <string>
+
+#include <cuda_runtime.h>
+#include <cutlass/numeric_types.h>
+
+#include "core/schedule.h"
+#include "cuda/cuda_status.h"
+#include "sm80/backward_params.h"
+#include "sm80/backward_preprocess.h"
+#include "sm80/backward_sparse.h"
+#include "sm80/backward_tiles.h"
+#include "sm80/sm80.h"
+
+namespace ccattn::sm80 {
+namespace {
+
+template <int kDqk, int kDv>
+cudaError_t launch_for_dtype(const BackwardParams& bp, cudaStream_t stream) {
+    return bp.p.dtype == DType::bf16 ? launch_backward<kDqk, kDv, DType::bf16>(bp, stream)
+                                     : launch_backward<kDqk, kDv, DType::fp16>(bp, stream);
+}
+
+// Head dims were checked against the tile table before.
+cudaError_t launch_main(const BackwardParams& bp, cudaStream_t stream) {
+    switch (bp.p.dim_qk) {
+        case 64: return launch_for_dtype<64, 64>(bp, stream);
+        case 128: return launch_for_dtype<128, 128>(bp, stream);
+        case 192: return launch_for_dtype<192, 128>(bp, stream);
+        default: return launch_for_dtype<256, 256>(bp, stream);
+    }
+}
+
+// Stream-ordered device allocations of one call, released (also stream-ordered) when it ends.
+class Workspace {
+  public:
+    explicit Workspace(cudaStream_t stream) : stream_(stream) {}
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    ~Workspace() {
+        for (int i = 0; i < count_; ++i) cudaFreeAsync(ptrs_[i], stream_);
+    }
+    template <class T>
+    cudaError_t alloc(T*& ptr, std::int64_t elements) {
+        ptr = nullptr;
+        if (elements <= 0) return cudaSuccess;
+        cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&ptr), std::size_t(elements) * sizeof(T), stream_);
+        if (e == cudaSuccess) ptrs_[count_++] = ptr;
+        return e;
+    }
+
+  private:
+    cudaStream_t stream_;
+    void* ptrs_[4] = {};
+    int count_ = 0;
+};
+
+unsigned blocks_for(std::int64_t threads, int block) {
+    const std::int64_t blocks = core::ceil_div(threads, block);
+    return unsigned(blocks < (1 << 20) ? blocks : (1 << 20));  // grid-stride loops cover the rest
+}
+
+}  // namespace
+
+Status backward(const core::AttnParams& p) {
+    BackwardTile tile;
+    if (!backward_tile_for(p.dim_qk, p.dim_v, tile))  // the backend dispatch checked head dims already
+        return Status::unsupported("q", "no sm80 backward for head dims " + std::to_string(p.dim_qk) + "/" +
+                                            std::to_string(p.dim_v));
+
+    BackwardParams bp;
+    bp.p = p;
+    const bool sparse = p.mask_kind == MaskKind::block_sparse;
+    if (sparse) {
+        // A q-tile of the lists must split into whole kernel q-tiles; a kernel kv-tile may overlap up to
+        // 32 kv-tiles of the lists (a bit mask of them per q-tile), which any tile_n >= kv_tile / 30
+        // guarantees, e.g. the forward's 64-key tiles against the backward's 128.
+        const std::int64_t tm = p.sparse_tile_m, tn = p.sparse_tile_n;
+        if (tm % tile.q_tile != 0)
+            return Status::invalid("mask.block_sparse.tile_m", "must be a multiple of the CUDA backward's q-tile (" +
+                                                                   std::to_string(tile.q_tile) + " for these head dims)");
+        if (core::ceil_div(tile.kv_tile, tn) + 1 > 32)
+            return Status::invalid("mask.block_sparse.tile_n", "must be at least " + std::to_string(tile.kv_tile / 30 + 1) +
+                                                                   " (the CUDA backward's kv-tile, " +
+                                                                   std::to_string(tile.kv_tile) + ", / 30)");
+        if (p.seqlen_k > (std::int64_t(1) << 31) - tile.kv_tile)
+            return Status::unsupported("k", "block-sparse masks on CUDA need fewer than 2^31 keys per sequence");
+        bp.sparse.kv_tiles = core::num_tiles(p.seqlen_k, tn);
+        bp.sparse.words = core::ceil_div(core::num_tiles(p.seqlen_q, tm), 64);
+        bp.sparse.tile_n = tn;
+        bp.sparse.q_subtiles = int(tm / tile.q_tile);
+    }
+
+    int device = 0, smem_limit = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (err != cudaSuccess) return cuda::cuda_status(err, "device query");
+    const int smem = backward_smem_bytes(tile, p.dim_qk, p.dim_v);
+    if (smem > smem_limit)
+        return Status::unsupported("q", "the CUDA backward for head dim " + std::to_string(p.dim_qk) + " needs " +
+                                            std::to_string(smem) + " bytes of shared memory per block; this GPU has " +
+                                            std::to_string(smem_limit));
+
+    // Workspace: fp32 dQ accumulator and D, plus the block-sparse bit sets. Nothing is written to the
+    // outputs unless every allocation succeeded.
+    auto stream = static_cast<cudaStream_t>(p.stream);
+    Workspace ws(stream);
+    const std::int64_t pairs = p.total_q * p.heads_q;
+    const std::int64_t sparse_words = sparse ? std::int64_t(p.batch) * p.heads_q * bp.sparse.kv_tiles * bp.sparse.words : 0;
+    unsigned long long *visit = nullptr, *full = nullptr;
+    if ((err = ws.alloc(bp.dq_accum, pairs * p.dim_qk)) != cudaSuccess || (err = ws.alloc(bp.dsum, pairs)) != cudaSuccess ||
+        (err = ws.alloc(visit, sparse_words)) != cudaSuccess || (err = ws.alloc(full, sparse_words)) != cudaSuccess)
+        return cuda::cuda_status(err, "workspace allocation");
+    bp.sparse.visit = visit;
+    bp.sparse.full = full;
+
+    const bool bf16 = p.dtype == DType::bf16;
+    constexpr int kBlock = 256;
+    if (sparse_words > 0) {
+        if ((err = cudaMemsetAsync(visit, 0, sparse_words * 8, stream)) != cudaSuccess ||
+            (err = cudaMemsetAsync(full, 0, sparse_words * 8, stream)) != cudaSuccess)
+            return cuda::cuda_status(err, "workspace clear");
+        const std::int64_t q_tiles = core::num_tiles(p.seqlen_q, p.sparse_tile_m);
+        sparse_bits_kernel<<<blocks_for(std::int64_t(p.batch) * p.heads_q * q_tiles, kBlock), kBlock, 0, stream>>>(
+            p.sparse_full, p.sparse_partial, p.batch, p.heads_q, q_tiles, bp.sparse.kv_tiles, bp.sparse.words, visit, full);
+        if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "block-sparse lists");
+    }
+    if (pairs > 0) {
+        const int lanes = p.dim_v / 8;  // 8, 16 or 32: divides a warp
+        const unsigned grid = blocks_for(pairs * lanes, kBlock);
+        if (bf16) backward_preprocess_kernel<cutlass::bfloat16_t><<<grid, kBlock, 0, stream>>>(bp, lanes);
+        else backward_preprocess_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(bp, lanes);
+        if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "preprocess");
+    }
+    if ((err = launch_main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
+    if (pairs > 0) {
+        const unsigned grid = blocks_for(pairs * (p.dim_qk / 8), kBlock);
+        if (bf16) backward_convert_dq_kernel<cutlass::bfloat16_t><<<grid, kBlock, 0, stream>>>(bp);
+        else backward_convert_dq_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(bp);
+        if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "dq conversion");
+    }
+    return Status::success();
+}
+
+}  // namespace ccattn::sm80

@@ -1,0 +1,40 @@
+// What the backward's kernels read besides core::AttnParams: the fp32 workspaces and the block-sparse
+// bit lists, and the launcher each instantiation file provides. No CuTe here: backward.cu includes it.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "ccattn/tensor.h"
+#include "core/params.h"
+
+namespace ccattn::sm80 {
+
+// Block-sparse lists transposed for the backward, as bit sets: for each (b, query head, sparse kv-tile)
+// a row of `words` 64-bit words whose bit t says that sparse q-tile t visits the kv-tile ("visit": full
+// or partial) and that it is full ("full"). Rows are indexed ((b * Hq + h) * kv_tiles + kt) * words.
+// A kernel kv-tile overlaps at most 32 sparse kv-tiles (any sparse tile_n; checked on the host); a
+// sparse q-tile holds q_subtiles whole kernel q-tiles.
+struct SparseBits {
+    const unsigned long long* visit = nullptr;  // the type atomicOr takes
+    const unsigned long long* full = nullptr;
+    std::int64_t kv_tiles = 0;  // sparse kv-tiles (of tile_n keys)
+    std::int64_t words = 0;     // 64-bit words per row: ceil(sparse q-tiles / 64)
+    std::int64_t tile_n = 1;    // keys per sparse kv-tile
+    int q_subtiles = 1;         // kernel q-tiles per sparse q-tile: sparse_tile_m / kernel q_tile
+};
+
+struct BackwardParams {
+    core::AttnParams p;
+    float* dq_accum = nullptr;  // fp32 [total_q, Hq, Dqk], dense; zeroed by the preprocess kernel
+    float* dsum = nullptr;      // fp32 [total_q, Hq]: D = rowsum(dO * O)
+    SparseBits sparse;          // block-sparse masks only
+};
+
+// Runs the main kernel (dK, dV written; dQ accumulated into dq_accum) for one head-dim pair and dtype.
+// Defined in backward_kernel.h, instantiated once per file in instantiations/.
+template <int kDqk, int kDv, DType kDType>
+cudaError_t launch_backward(const BackwardParams& params, cudaStream_t stream);
+
+}  // namespace ccattn::sm80

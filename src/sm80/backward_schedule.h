@@ -1,0 +1,202 @@
+// The backward's tile scheduler: the q-tiles one CTA (kv-tile, KV head, batch) visits, in order, and
+// how each is masked.
+//   band:         q-tiles [begin, end) of core::q_tile_range, GQA-packed; full ones unmasked.
+//   mask_mod:     every q-tile of the sequence, GQA-packed, masked per element.
+//   block_sparse: per query head of the group (no packing), in ascending order, the q-tiles whose lists
+//                 name a sparse kv-tile of this CTA (SparseBits); keys of partial sparse tiles are masked
+//                 per element, keys of full ones only at the sequence end.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/mask.h"
+#include "core/host_device.h"
+#include "core/params.h"
+#include "core/schedule.h"
+#include "sm80/backward_params.h"
+
+namespace ccattn::sm80 {
+
+// How a q-tile's scores are masked.
+enum class TileMask : std::uint8_t {
+    none,     // every (row, key) pair visible
+    limits,   // per row: keys [lo(i), hi(i)) of the band
+    bounds,   // per row: keys below Sk (block-sparse tiles full up to a ragged sequence end)
+    element,  // the band predicate per (row, key) pair: the mask_mod path
+    sparse,   // per key: its sparse kv-tile's kind (sub_visit / sub_full), the band predicate if partial
+};
+
+// One q-tile: packed rows [m_block * q_tile, +q_tile); packed row R is query R / pack of head
+// head0 + R % pack. For TileMask::sparse, bit u of sub_visit / sub_full: the CTA's u-th sparse kv-tile
+// is visited / full for this q-tile.
+struct QTile {
+    std::int64_t m_block = 0;
+    int head0 = 0;
+    int pack = 1;
+    TileMask mask = TileMask::none;
+    std::uint32_t sub_visit = 0, sub_full = 0;
+};
+
+// A packed row's query position and head.
+struct QRow {
+    bool valid = false;
+    std::int64_t i = 0;
+    int h = 0;
+};
+
+// Query position and head of packed row r of a q-tile, or !valid past the sequence end. Packed rows
+// stay below 2^31 (the CUDA backend checks Sq * G), so the division is 32-bit.
+CCATTN_HD QRow q_row(const QTile& t, int r, int q_tile, std::int64_t seqlen_q) {
+    const std::int64_t packed = t.m_block * q_tile + r;
+    if (packed >= seqlen_q * t.pack) return {false, 0, t.head0};
+    const std::uint32_t u = std::uint32_t(packed), pack = std::uint32_t(t.pack);
+    const std::uint32_t i = u / pack;
+    return {true, std::int64_t(i), t.head0 + int(u - i * pack)};
+}
+
+// floor(a / b) for b > 0, with a 32-bit division when a and b fit (the usual case; 64-bit division is
+// a long software sequence on the GPU).
+CCATTN_HD std::int64_t floor_div_fast(std::int64_t a, std::int64_t b) {
+    constexpr std::int64_t k31 = std::int64_t(1) << 31;
+    if (-k31 < a && a < k31 && b < k31) {
+        const std::int64_t q = std::int32_t(a) / std::int32_t(b);  // truncates toward zero
+        return q * b > a ? q - 1 : q;
+    }
+    return core::floor_div(a, b);
+}
+
+// TileMask::limits: the columns [lo, hi) of key tile [n0, n0 + kv_tile) that query i sees under the
+// band, i.e. [band.lo(i), band.hi(i)) shifted into the tile and clamped to it.
+CCATTN_HD void band_columns(const core::CompressedBand& band, std::int64_t i, std::int64_t n0, int kv_tile, int& lo,
+                            int& hi) {
+    const std::int64_t diag = floor_div_fast(i + band.diag_offset, band.compress_factor);
+    const std::int64_t first = band.window_left == core::kNoWindow ? 0 : core::clamp(diag - band.window_left, 0, band.seqlen_k);
+    const std::int64_t last = band.causal ? core::clamp(diag + 1, 0, band.seqlen_k) : band.seqlen_k;
+    lo = int(core::clamp(first - n0, 0, kv_tile));
+    hi = int(core::clamp(last - n0, 0, kv_tile));
+}
+
+// TileMask::sparse: is key n0 + col visible? Its sparse kv-tile (the CTA's u-th, counted from the one
+// holding key n0) must be listed for the q-tile, as full, or as partial with the band predicate (the
+// CUDA backend's mask_mod), `in_band`, true. Keys stay below 2^31 (checked on the host).
+CCATTN_HD bool sparse_visible(const QTile& t, const SparseBits& sb, std::int64_t n0, int col, std::int64_t seqlen_k,
+                              bool in_band) {
+    const std::uint32_t tn = std::uint32_t(sb.tile_n);
+    const int u = int(std::uint32_t(n0 + col) / tn - std::uint32_t(n0) / tn);
+    return n0 + col < seqlen_k && ((t.sub_visit >> u) & 1) && (((t.sub_full >> u) & 1) || in_band);
+}
+
+// Index of the lowest set bit of x != 0.
+CCATTN_HD int lowest_bit(std::uint64_t x) {
+#if defined(__CUDA_ARCH__)
+    return __ffsll(static_cast<long long>(x)) - 1;
+#else
+    return __builtin_ctzll(x);
+#endif
+}
+
+// Built and advanced by one thread; host-callable so that tests can walk it.
+class QTileSchedule {
+  public:
+    CCATTN_HD QTileSchedule(const BackwardParams& bp, const core::CompressedBand& band, int b, int kv_head,
+                             std::int64_t n_block, std::int64_t seqlen_q, std::int64_t seqlen_k, int q_tile, int kv_tile)
+        : kind_(bp.p.mask_kind), group_(bp.p.group), head0_(kv_head * bp.p.group), q_tile_(q_tile) {
+        const std::int64_t n0 = n_block * kv_tile;
+        if (kind_ == MaskKind::block_sparse) {
+            const SparseBits& s = bp.sparse;
+            visit_ = s.visit;
+            full_ = s.full;
+            words_ = s.words;
+            q_subtiles_ = s.q_subtiles;
+            seqlen_q_ = seqlen_q;
+            // Sparse q-tiles holding rows of this sequence; bits past them are ignored.
+            sparse_q_tiles_ = core::ceil_div(seqlen_q, std::int64_t(q_tile) * s.q_subtiles);
+            ragged_kv_ = n0 + kv_tile > seqlen_k;
+            // The sparse kv-tiles overlapping keys [n0, n0 + kv_tile).
+            const std::int64_t kt0 = n0 / s.tile_n, kt1 = core::ceil_div(n0 + kv_tile, s.tile_n);
+            kt_count_ = int((kt1 < s.kv_tiles ? kt1 : s.kv_tiles) - kt0);
+            row0_ = (std::int64_t(b) * bp.p.heads_q + head0_) * s.kv_tiles + kt0;
+            head_stride_ = s.kv_tiles;
+        } else if (kind_ == MaskKind::mask_mod) {
+            range_ = core::make_range(0, core::num_tiles(seqlen_q * group_, q_tile), 0, 0);
+        } else {
+            range_ = core::q_tile_range(band, n0, kv_tile, seqlen_q, q_tile, group_);
+        }
+        m_ = range_.begin - 1;
+    }
+
+    // The next q-tile, or false when the CTA is done.
+    CCATTN_HD bool next(QTile& t) {
+        if (kind_ == MaskKind::block_sparse) return next_sparse(t);
+        if (++m_ >= range_.end) return false;
+        t.m_block = m_;
+        t.head0 = head0_;
+        t.pack = group_;
+        t.mask = kind_ == MaskKind::mask_mod ? TileMask::element : range_.is_full(m_) ? TileMask::none : TileMask::limits;
+        return true;
+    }
+
+  private:
+    // Walks (query head g, sparse q-tile t, kernel q-tile s inside it) in that nesting order.
+    CCATTN_HD bool next_sparse(QTile& out) {
+        for (;;) {
+            if (t_ >= 0 && ++s_ < q_subtiles_ && (t_ * q_subtiles_ + s_) * q_tile_ < seqlen_q_) {
+                out.m_block = t_ * q_subtiles_ + s_;
+                out.head0 = head0_ + g_;
+                out.pack = 1;
+                out.sub_visit = sub_visit_;
+                out.sub_full = sub_full_;
+                const std::uint32_t all = kt_count_ == 32 ? ~0u : (1u << kt_count_) - 1;
+                out.mask = sub_full_ != all ? TileMask::sparse : ragged_kv_ ? TileMask::bounds : TileMask::none;
+                return true;
+            }
+            t_ = next_visit(t_ + 1);
+            s_ = -1;
+            if (t_ >= 0) {
+                sub_visit_ = sub_bits(visit_, t_);
+                sub_full_ = sub_bits(full_, t_);
+            } else if (++g_ >= group_) {
+                return false;
+            }
+        }
+    }
+
+    // Bit row of sparse kv-tile u of this CTA, for query head g_.
+    CCATTN_HD const unsigned long long* bit_row(const unsigned long long* bits, int u) const {
+        return bits + (row0_ + std::int64_t(g_) * head_stride_ + u) * words_;
+    }
+    CCATTN_HD std::uint32_t sub_bits(const unsigned long long* bits, std::int64_t t) const {
+        std::uint32_t m = 0;
+        for (int u = 0; u < kt_count_; ++u) m |= std::uint32_t((bit_row(bits, u)[t >> 6] >> (t & 63)) & 1) << u;
+        return m;
+    }
+
+    // First sparse q-tile >= from that visits any of this CTA's sparse kv-tiles for head g_, or -1.
+    CCATTN_HD std::int64_t next_visit(std::int64_t from) const {
+        for (std::int64_t w = from >> 6; w * 64 < sparse_q_tiles_; ++w) {
+            std::uint64_t x = 0;
+            for (int u = 0; u < kt_count_; ++u) x |= bit_row(visit_, u)[w];
+            if (w == from >> 6) x &= ~std::uint64_t(0) << (from & 63);
+            if (x != 0) {
+                const std::int64_t t = w * 64 + lowest_bit(x);
+                return t < sparse_q_tiles_ ? t : -1;
+            }
+        }
+        return -1;
+    }
+
+    MaskKind kind_;
+    int group_, head0_, q_tile_;
+    core::TileRange range_;
+    std::int64_t m_ = 0;
+    // block-sparse state
+    const unsigned long long* visit_ = nullptr;
+    const unsigned long long* full_ = nullptr;
+    std::int64_t words_ = 0, row0_ = 0, head_stride_ = 0, sparse_q_tiles_ = 0, seqlen_q_ = 0;
+    std::int64_t t_ = -1;
+    int q_subtiles_ = 1, kt_count_ = 1, s_ = -1, g_ = 0;
+    std::uint32_t sub_visit_ = 0, sub_full_ = 0;
+    bool ragged_kv_ = false;
+};
+
+}  // namespace ccattn::sm80

@@ -1,0 +1,6 @@
+// Explicit instantiation: sm80 backward, head dims 128/128, bf16.
+#include "sm80/backward_kernel.h"
+
+namespace ccattn::sm80 {
+template cudaError_t launch_backward<128, 128, DType::bf16>(const BackwardParams&, cudaStream_t);
+}  // namespace ccattn::sm80

@@ -1,0 +1,982 @@
+// The portable (sm80) backward kernel.
+// Host checks (any machine): the backward's MMA fragment ownership (S/dP, dK/dV and dQ: every element
+// exactly once; the dQ atomics pair adjacent columns), and the q-tile schedule of one CTA against brute
+// force for the band, mask_mod and block-sparse mechanisms, including the per-key block-sparse
+// predicate.
+// GPU checks (skipped without a device of compute capability >= 8.0): sm80::backward with out and lse
+// from the CUDA forward, on fresh random inputs with NaN-poisoned gradients, against the fp64 oracle
+// (dq, dk, dv; exact zeros for rows that see no key and keys no row sees) and the CPU backend, for every
+// head-dim pair and dtype, each band case also run as mask_mod and block-sparse.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <cute/tensor.hpp>
+
+#include "api/validate.h"
+#include "ccattn/cuda_tiles.h"
+#include "core/band.h"
+#include "core/dtype.h"
+#include "core/schedule.h"
+#include "cuda/cuda_status.h"
+#include "cuda/gpu_test_util.h"
+#include "sm80/backward_params.h"
+#include "sm80/backward_schedule.h"
+#include "sm80/backward_tiles.h"
+#include "sm80/backward_traits.h"
+#include "sm80/fragment.h"
+#include "sm80/sm80.h"
+
+namespace ccattn {
+namespace {
+
+using namespace test;
+
+// ---------------------------------------------------------------------------------------------
+// Host checks
+
+// Every element of an (M, N) accumulator of `Mma` is owned by exactly one thread; adjacent columns
+// 2k, 2k+1 of a thread's row view are adjacent matrix columns (the paired dQ atomics rely on it).
+template <class Mma, int kM, int kN>
+void check_accumulator(int threads) {
+    using namespace cute;
+    Mma mma;
+    auto ident = make_identity_tensor(Shape<Int<kM>, Int<kN>>{});
+    std::vector<int> owner(kM * kN, -1);
+    for (int tid = 0; tid < threads; ++tid) {
+        auto c = sm80::rowcol(mma.get_thread_slice(tid).partition_C(ident));
+        for (int r = 0; r < size<0>(c); ++r)
+            for (int k = 0; k < size<1>(c); ++k) {
+                const int row = get<0>(c(r, k)), col = get<1>(c(r, k));
+                ASSERT_EQ(row, get<0>(c(r, 0)));
+                ASSERT_EQ(owner[row * kN + col], -1) << "(" << row << ", " << col << ") owned twice";
+                owner[row * kN + col] = tid;
+                if (k % 2 == 1) ASSERT_EQ(col, get<1>(c(r, k - 1)) + 1);
+            }
+    }
+    EXPECT_EQ(std::count(owner.begin(), owner.end(), -1), 0);
+}
+
+template <class T>
+void check_backward_fragments() {
+    check_accumulator<typename T::MmaSdP, T::kBlockM, T::kBlockN>(T::kThreads);
+    check_accumulator<typename T::MmadKV, T::kBlockN, T::kDqk>(T::kThreads);
+    check_accumulator<typename T::MmadKV, T::kBlockN, T::kDv>(T::kThreads);
+    check_accumulator<typename T::MmadQ, T::kBlockM, T::kDqk>(T::kThreads);
+}
+
+TEST(Sm80BackwardHost, FragmentOwnership) {
+    check_backward_fragments<sm80::BackwardTraits<64, 64, DType::bf16>>();
+    check_backward_fragments<sm80::BackwardTraits<128, 128, DType::fp16>>();
+    check_backward_fragments<sm80::BackwardTraits<192, 128, DType::bf16>>();
+    check_backward_fragments<sm80::BackwardTraits<256, 256, DType::fp16>>();
+}
+
+std::vector<sm80::QTile> walk(sm80::QTileSchedule s) {
+    std::vector<sm80::QTile> tiles;
+    sm80::QTile t;
+    while (s.next(t)) tiles.push_back(t);
+    return tiles;
+}
+
+// The accumulator -> shared-memory stores (P and dS of the S / dP MMA; dK, dV of the dK / dV MMA into
+// the K and V tiles) put every element at its (row, col) of the swizzled tile. Run on the host with the
+// kernel's tiled copies; 16-bit codes row * cols + col stand for the values.
+template <class Mma, class Layout, int kM, int kN>
+void check_accumulator_store(int threads) {
+    using namespace cute;
+    using Element = cutlass::half_t;
+    Mma mma;
+    std::vector<Element> smem(kM * kN, Element::bitcast(0xFFFF));
+    auto s = cute::make_tensor(smem.data(), Layout{});
+    auto store = make_tiled_copy_C(sm80::AccumStoreCopy<Element>{}, mma);
+    for (int tid = 0; tid < threads; ++tid) {
+        auto coord = mma.get_thread_slice(tid).partition_C(make_identity_tensor(Shape<Int<kM>, Int<kN>>{}));
+        auto frag = cute::make_tensor<Element>(partition_fragment_C(mma, Shape<Int<kM>, Int<kN>>{}).layout());
+        for (int i = 0; i < size(frag); ++i) frag(i) = Element::bitcast(std::uint16_t(get<0>(coord(i)) * kN + get<1>(coord(i))));
+        auto thr = store.get_thread_slice(tid);
+        copy(store, thr.retile_S(frag), thr.partition_D(s));
+    }
+    for (int r = 0; r < kM; ++r)
+        for (int c = 0; c < kN; ++c) ASSERT_EQ(int(s(r, c).raw()), r * kN + c) << "(" << r << ", " << c << ")";
+}
+
+template <class T>
+void check_backward_stores() {
+    check_accumulator_store<typename T::MmaSdP, typename T::SmemPdS, T::kBlockM, T::kBlockN>(T::kThreads);
+    check_accumulator_store<typename T::MmadKV, typename T::SmemK, T::kBlockN, T::kDqk>(T::kThreads);
+    check_accumulator_store<typename T::MmadKV, typename T::SmemV, T::kBlockN, T::kDv>(T::kThreads);
+}
+
+TEST(Sm80BackwardHost, AccumulatorStores) {
+    check_backward_stores<sm80::BackwardTraits<64, 64, DType::fp16>>();
+    check_backward_stores<sm80::BackwardTraits<128, 128, DType::fp16>>();
+    check_backward_stores<sm80::BackwardTraits<192, 128, DType::fp16>>();
+    check_backward_stores<sm80::BackwardTraits<256, 256, DType::fp16>>();
+}
+
+TEST(Sm80BackwardHost, RowArithmetic) {
+    std::mt19937_64 rng(3);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    for (int iter = 0; iter < 20000; ++iter) {
+        const std::int64_t big = std::int64_t(1) << (iter % 2 ? 62 : 33);
+        const std::int64_t a = pick(-big, big), b = pick(1, iter % 3 ? 100 : big);
+        ASSERT_EQ(sm80::floor_div_fast(a, b), core::floor_div(a, b)) << a << " / " << b;
+    }
+    // Packed rows of GQA groups that do and do not divide the tile.
+    for (int pack : {1, 3, 8, 16}) {
+        sm80::QTile t;
+        t.m_block = 5;
+        t.head0 = 6;
+        t.pack = pack;
+        for (int r = 0; r < 64; ++r) {
+            const sm80::QRow q = sm80::q_row(t, r, 64, 100);
+            const std::int64_t packed = 5 * 64 + r;
+            ASSERT_EQ(q.valid, packed < 100 * pack);
+            if (!q.valid) continue;
+            EXPECT_EQ(q.i, packed / pack);
+            EXPECT_EQ(q.h, 6 + packed % pack);
+        }
+    }
+    // Band columns of a tile equal the band's [lo, hi) shifted into it.
+    for (int iter = 0; iter < 3000; ++iter) {
+        core::BandSpec spec;
+        spec.causal = pick(0, 3) != 0;
+        spec.compress_factor = pick(0, 1) ? pick(1, 70) : pick(1, std::int64_t(1) << 40);
+        spec.has_diag_offset = true;
+        spec.diag_offset = pick(0, 3) ? pick(-300, 300) : pick(-(std::int64_t(1) << 50), std::int64_t(1) << 50);
+        spec.window_left = pick(0, 1) ? pick(0, 40) : core::kNoWindow;
+        const core::CompressedBand band = spec.for_sequence(pick(1, 500), pick(1, 500));
+        const std::int64_t i = pick(0, 499), n0 = 64 * pick(0, 8);
+        int lo = -1, hi = -1;
+        sm80::band_columns(band, i, n0, 64, lo, hi);
+        EXPECT_EQ(lo, core::clamp(band.lo(i) - n0, 0, 64));
+        EXPECT_EQ(hi, core::clamp(band.hi(i) - n0, 0, 64));
+    }
+}
+
+// Band and mask_mod: a CTA visits, GQA-packed and in ascending order, every q-tile that holds a
+// visible pair with its keys, and runs unmasked only q-tiles whose pairs (rows inside the sequence,
+// keys inside the tile) are all visible.
+TEST(Sm80BackwardHost, BandScheduleMatchesBruteForce) {
+    std::mt19937_64 rng(5);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    for (int iter = 0; iter < 200; ++iter) {
+        core::BandSpec spec;
+        spec.causal = pick(0, 3) != 0;
+        spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, 40);
+        spec.has_diag_offset = pick(0, 1) != 0;
+        spec.diag_offset = pick(-200, 200);
+        spec.window_left = pick(0, 2) == 0 ? pick(0, 50) : core::kNoWindow;
+        const std::int64_t sq = pick(0, 180), sk = pick(1, 300);
+        const int group = int(pick(1, 6)), q_tile = 64, kv_tile = pick(0, 1) ? 64 : 128;
+        const core::CompressedBand band = spec.for_sequence(sq, sk);
+        sm80::BackwardParams bp;
+        bp.p.group = group;
+        bp.p.heads_q = group;
+        bp.p.heads_kv = 1;
+        for (std::int64_t n = 0; n < core::num_tiles(sk, kv_tile); ++n) {
+            bp.p.mask_kind = MaskKind::band;
+            const auto tiles = walk(sm80::QTileSchedule(bp, band, 0, 0, n, sq, sk, q_tile, kv_tile));
+            for (std::size_t k = 1; k < tiles.size(); ++k) ASSERT_GT(tiles[k].m_block, tiles[k - 1].m_block);
+            for (std::int64_t m = 0; m < core::num_tiles(sq * group, q_tile); ++m) {
+                bool any = false, all = true;
+                for (std::int64_t r = m * q_tile; r < std::min((m + 1) * q_tile, sq * group); ++r)
+                    for (std::int64_t j = n * kv_tile; j < (n + 1) * kv_tile; ++j) {
+                        const bool v = j < sk && core::visible(band, r / group, j);
+                        any = any || v;
+                        all = all && v;
+                    }
+                const auto it = std::find_if(tiles.begin(), tiles.end(), [&](const sm80::QTile& t) { return t.m_block == m; });
+                if (any) ASSERT_NE(it, tiles.end()) << "q-tile " << m << " with visible pairs is skipped";
+                if (it == tiles.end()) continue;
+                EXPECT_EQ(it->pack, group);
+                EXPECT_EQ(it->head0, 0);
+                if (it->mask == sm80::TileMask::none) ASSERT_TRUE(all) << "q-tile " << m << " runs unmasked";
+                else ASSERT_EQ(it->mask, sm80::TileMask::limits);
+            }
+            bp.p.mask_kind = MaskKind::mask_mod;
+            const auto every = walk(sm80::QTileSchedule(bp, band, 0, 0, n, sq, sk, q_tile, kv_tile));
+            ASSERT_EQ(std::int64_t(every.size()), core::num_tiles(sq * group, q_tile));
+            for (std::size_t k = 0; k < every.size(); ++k) {
+                EXPECT_EQ(every[k].m_block, std::int64_t(k));
+                EXPECT_EQ(every[k].mask, sm80::TileMask::element);
+            }
+        }
+    }
+}
+
+// Block-sparse: random forward lists (skip / partial / full per (b, h, q-tile, kv-tile)) turned into the
+// kernel's bit sets the way sparse_bits_kernel does; every CTA must visit, per query head in ascending
+// order, exactly the kernel q-tiles whose sparse q-tile names one of its sparse kv-tiles, with the
+// kinds of those kv-tiles, and its per-key predicate must equal the lists' meaning.
+TEST(Sm80BackwardHost, SparseScheduleMatchesLists) {
+    std::mt19937_64 rng(9);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    constexpr int kQTile = 64, kKvTile = 128;
+    for (int iter = 0; iter < 60; ++iter) {
+        const int batch = int(pick(1, 2)), heads_kv = int(pick(1, 2)), group = int(pick(1, 3));
+        const int heads_q = heads_kv * group;
+        const std::int64_t tm = kQTile * pick(1, 3);
+        const std::int64_t tns[] = {5, 16, 48, 64, 80, 128, 176, 256, 384};  // dividing 128 or not
+        const std::int64_t tn = tns[pick(0, 8)];
+        const std::int64_t sq = pick(1, 400), sk = pick(1, 700);
+        core::BandSpec spec;
+        spec.causal = true;
+        spec.compress_factor = pick(1, 4);
+        const core::CompressedBand band = spec.for_sequence(sq, sk);
+        const std::int64_t q_tiles = core::num_tiles(sq, tm), kv_tiles = core::num_tiles(sk, tn);
+        // kind[(b, h, t, kt)]: 0 skip, 1 partial, 2 full.
+        std::vector<int> kind(std::size_t(batch * heads_q * q_tiles * kv_tiles));
+        for (int& k : kind) k = int(pick(0, 2) == 0 ? 0 : pick(1, 2));
+        auto kind_of = [&](int b, int h, std::int64_t t, std::int64_t kt) {
+            return kind[std::size_t(((b * heads_q + h) * q_tiles + t) * kv_tiles + kt)];
+        };
+        sm80::BackwardParams bp;
+        bp.p.mask_kind = MaskKind::block_sparse;
+        bp.p.group = group;
+        bp.p.heads_q = heads_q;
+        bp.p.heads_kv = heads_kv;
+        sm80::SparseBits& sb = bp.sparse;
+        sb.kv_tiles = kv_tiles;
+        sb.words = core::ceil_div(q_tiles, 64);
+        sb.tile_n = tn;
+        sb.q_subtiles = int(tm / kQTile);
+        std::vector<unsigned long long> visit(std::size_t(batch * heads_q * kv_tiles * sb.words)), full(visit.size());
+        for (int b = 0; b < batch; ++b)
+            for (int h = 0; h < heads_q; ++h)
+                for (std::int64_t t = 0; t < q_tiles; ++t)
+                    for (std::int64_t kt = 0; kt < kv_tiles; ++kt) {
+                        const std::size_t w = std::size_t(((b * heads_q + h) * kv_tiles + kt) * sb.words + t / 64);
+                        if (kind_of(b, h, t, kt) > 0) visit[w] |= 1ull << (t % 64);
+                        if (kind_of(b, h, t, kt) == 2) full[w] |= 1ull << (t % 64);
+                    }
+        sb.visit = visit.data();
+        sb.full = full.data();
+
+        for (int b = 0; b < batch; ++b)
+            for (int kvh = 0; kvh < heads_kv; ++kvh)
+                for (std::int64_t n = 0; n < core::num_tiles(sk, kKvTile); ++n) {
+                    const auto tiles = walk(sm80::QTileSchedule(bp, band, b, kvh, n, sq, sk, kQTile, kKvTile));
+                    const std::int64_t n0 = n * kKvTile;
+                    const std::int64_t kt0 = n0 / tn, kt1 = std::min(kv_tiles, core::ceil_div(n0 + kKvTile, tn));
+                    std::size_t k = 0;
+                    for (int g = 0; g < group; ++g) {
+                        const int h = kvh * group + g;
+                        for (std::int64_t m = 0; m < core::num_tiles(sq, kQTile); ++m) {
+                            const std::int64_t t = m * kQTile / tm;
+                            bool any = false;
+                            for (std::int64_t kt = kt0; kt < kt1; ++kt) any = any || kind_of(b, h, t, kt) > 0;
+                            if (!any) continue;
+                            ASSERT_LT(k, tiles.size()) << "missing q-tile " << m << " of head " << h;
+                            const sm80::QTile& q = tiles[k++];
+                            ASSERT_EQ(q.m_block, m);
+                            ASSERT_EQ(q.head0, h);
+                            ASSERT_EQ(q.pack, 1);
+                            // The per-key predicate against the lists' meaning, for rows of this q-tile.
+                            for (std::int64_t r = m * kQTile; r < std::min((m + 1) * kQTile, sq); r += 7)
+                                for (int col = 0; col < kKvTile; ++col) {
+                                    const std::int64_t j = n0 + col;
+                                    const int kd = j < sk ? kind_of(b, h, t, j / tn) : 0;
+                                    const bool expect = j < sk && (kd == 2 || (kd == 1 && core::visible(band, r, j)));
+                                    const bool got = q.mask == sm80::TileMask::none ||
+                                                     (q.mask == sm80::TileMask::bounds && j < sk) ||
+                                                     (q.mask == sm80::TileMask::sparse &&
+                                                      sm80::sparse_visible(q, sb, n0, col, sk, core::visible(band, r, j)));
+                                    ASSERT_EQ(got, expect) << "row " << r << " key " << j << " mask " << int(q.mask);
+                                }
+                        }
+                    }
+                    EXPECT_EQ(k, tiles.size()) << "extra q-tiles";
+                }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU checks
+
+struct Config {
+    int dim_qk, dim_v;
+    DType dtype;
+};
+
+std::string config_name(const ::testing::TestParamInfo<Config>& info) {
+    return "d" + std::to_string(info.param.dim_qk) + "_" + std::to_string(info.param.dim_v) + "_" +
+           dtype_name(info.param.dtype);
+}
+
+bool device_is_sm80_or_newer() {
+    if (!cuda_available()) return false;
+    int device = 0, major = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
+}
+
+#define CCATTN_REQUIRE_SM80()                                                                   \
+    do {                                                                                        \
+        CCATTN_REQUIRE_GPU();                                                                   \
+        if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs compute capability 8.0 or newer"; \
+    } while (0)
+
+api::HostSeqlens host_seqlens(const AttnTensors& t) {
+    api::HostSeqlens host;
+    if (t.cu_q.rank) {
+        host.q = reinterpret_cast<const std::int32_t*>(t.cu_q.host.data());
+        host.k = reinterpret_cast<const std::int32_t*>(t.cu_k.host.data());
+    }
+    return host;
+}
+
+// sm80::backward itself, whatever kernel family the backend dispatch would pick on this device.
+Status sm80_backward(const AttnTensors& t, const Mask& mask, std::optional<float> scale) {
+    BackwardArgs a = backward_args(t, mask, Device::cuda);
+    a.scale = scale;
+    core::AttnParams p;
+    Status s = api::fill_backward_params(a, host_seqlens(t), p);
+    if (!s.ok()) return s;
+    if (!(s = sm80::backward(p)).ok()) return s;
+    return cuda::cuda_status(cudaDeviceSynchronize(), "sm80 backward");
+}
+
+// out and lse from the CUDA forward (the inputs the backward is given in training), downloaded.
+void cuda_forward(AttnTensors& t, const Mask& band, std::optional<float> scale) {
+    ForwardArgs a = forward_args(t, band, Device::cuda);
+    a.scale = scale;
+    Status s = forward(a);
+    if (s.ok()) s = cuda::cuda_status(cudaDeviceSynchronize(), "cuda forward");
+    if (!s.ok()) throw std::runtime_error("cuda forward: " + s.to_string());
+    t.out.download();
+    t.lse.download();
+}
+
+core::BandSpec band_spec(const Mask& m) {
+    core::BandSpec spec;
+    spec.causal = m.causal;
+    spec.compress_factor = m.compress_factor;
+    spec.has_diag_offset = m.diag_offset.has_value();
+    spec.diag_offset = m.diag_offset.value_or(0);
+    spec.window_left = m.window_left.value_or(core::kNoWindow);
+    return spec;
+}
+
+struct SeqShape {
+    std::int64_t seqlen_q, seqlen_k, row_q, row_k;  // row_*: first dense row
+};
+std::vector<SeqShape> sequences(const Problem& pr) {
+    std::vector<SeqShape> seqs;
+    for (int b = 0; b < pr.num_seqs(); ++b) {
+        if (pr.varlen()) {
+            seqs.push_back({pr.cu_seqlens_q[b + 1] - pr.cu_seqlens_q[b], pr.cu_seqlens_k[b + 1] - pr.cu_seqlens_k[b],
+                            pr.cu_seqlens_q[b], pr.cu_seqlens_k[b]});
+        } else {
+            seqs.push_back({pr.seqlen_q, pr.seqlen_k, b * pr.seqlen_q, b * pr.seqlen_k});
+        }
+    }
+    return seqs;
+}
+
+// Dense rows whose gradient is exactly zero by structure: query rows that see no key (dq) and keys no
+// query sees (dk, dv).
+struct ZeroRows {
+    std::vector<char> q, k;
+};
+ZeroRows zero_rows(const Problem& pr, const Mask& band) {
+    ZeroRows z;
+    z.q.assign(std::size_t(pr.varlen() ? pr.rows_q() : pr.batch * pr.seqlen_q), 0);
+    z.k.assign(std::size_t(pr.varlen() ? pr.rows_k() : pr.batch * pr.seqlen_k), 0);
+    for (const SeqShape& s : sequences(pr)) {
+        const core::CompressedBand bd = band_spec(band).for_sequence(s.seqlen_q, s.seqlen_k);
+        std::vector<int> cover(std::size_t(s.seqlen_k + 1), 0);  // difference array of seen keys
+        for (std::int64_t i = 0; i < s.seqlen_q; ++i) {
+            const std::int64_t lo = bd.lo(i), hi = bd.hi(i);
+            if (hi <= lo) {
+                z.q[std::size_t(s.row_q + i)] = 1;
+                continue;
+            }
+            ++cover[std::size_t(lo)];
+            --cover[std::size_t(hi)];
+        }
+        int seen = 0;
+        for (std::int64_t j = 0; j < s.seqlen_k; ++j) {
+            seen += cover[std::size_t(j)];
+            z.k[std::size_t(s.row_k + j)] = seen == 0;
+        }
+    }
+    return z;
+}
+
+// Gradient bounds: P and dS are rounded to the dtype before their products (2^-9 for bf16, 2^-11 for
+// fp16, relative), and out (which D reads) is too.
+Tolerance grad_tolerance(DType dt) { return dt == DType::bf16 ? Tolerance{6e-2, 2e-2} : Tolerance{1.5e-2, 5e-3}; }
+
+// Per element: exactly 0 on structurally zero rows, else |got - ref| <= elem * (|ref| + rms(ref)), never
+// NaN or inf; over the tensor ||got - ref|| <= l2 * ||ref||. `ref` is dense ((row * H + h) * D + d).
+::testing::AssertionResult grad_close(const TestTensor& got, const std::vector<double>& ref,
+                                      const std::vector<char>& zero_row, Tolerance tol, const std::string& name) {
+    if (std::int64_t(ref.size()) != got.numel())
+        return ::testing::AssertionFailure() << name << ": reference has " << ref.size() << " elements, tensor " << got.numel();
+    const std::int64_t per_row = got.shape[got.rank - 1] * got.shape[got.rank - 2];
+    double ss_ref = 0;
+    for (double r : ref) ss_ref += r * r;
+    const double rms = ref.empty() ? 0 : std::sqrt(ss_ref / double(ref.size()));
+    // An element's scale is the larger of the tensor's rms and its own (row, head) vector's: a row that
+    // sees many keys sums many rounded terms, and its gradient is larger than the tensor's average.
+    const std::int64_t dim = got.shape[got.rank - 1];
+    std::vector<double> scale(ref.size() / std::size_t(std::max<std::int64_t>(dim, 1)), rms);
+    for (std::size_t v = 0; v < scale.size(); ++v) {
+        double ss = 0;
+        for (std::int64_t d = 0; d < dim; ++d) ss += ref[v * std::size_t(dim) + std::size_t(d)] * ref[v * std::size_t(dim) + std::size_t(d)];
+        scale[v] = std::max(rms, std::sqrt(ss / double(dim)));
+    }
+    double ss_err = 0;
+    std::int64_t bad = 0, idx[4];
+    std::string first;
+    for (std::int64_t e = 0; e < got.numel(); ++e) {
+        got.unravel(e, idx);
+        const double g = got.get(got.offset(idx)), r = ref[std::size_t(e)];
+        const bool zero = zero_row[std::size_t(e / per_row)] != 0;
+        const double err = std::fabs(g - r);
+        const double bound = tol.elem * (std::fabs(r) + scale[std::size_t(e / dim)]);
+        const bool ok = std::isfinite(g) && (zero ? g == 0.0 : err <= bound);
+        ss_err += std::isfinite(g) ? err * err : 1e300;
+        if (!ok && bad++ == 0) {
+            std::ostringstream s;
+            s << index_string(got, idx) << " got " << g << " expected " << r << (zero ? " (structural zero)" : "")
+              << ", bound " << bound;
+            first = s.str();
+        }
+    }
+    const double rel_l2 = ss_ref > 0 ? std::sqrt(ss_err / ss_ref) : std::sqrt(ss_err);
+    if (bad == 0 && rel_l2 <= tol.l2) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << name << ": " << bad << " of " << got.numel()
+                                         << " elements outside the bound, relative L2 error " << rel_l2 << " (limit "
+                                         << tol.l2 << "); first " << first;
+}
+
+enum class Mechanism { band, mask_mod, block_sparse, block_sparse_per_head };
+const char* mechanism_name(Mechanism m) {
+    switch (m) {
+        case Mechanism::band: return "band";
+        case Mechanism::mask_mod: return "mask_mod";
+        case Mechanism::block_sparse: return "block_sparse";
+        case Mechanism::block_sparse_per_head: return "block_sparse_per_head";
+    }
+    return "?";
+}
+
+struct DeviceLists {
+    TestTensor full_count, full_index, partial_count, partial_index;
+};
+
+// Block-sparse lists of the band's tile classification at tile_m x tile_n (core::classify per sequence),
+// on the device. Shared by all heads, or (per_head) one list per query head where odd heads list their
+// full tiles as partial: the same visible set through the per-element path.
+Mask block_sparse_mask(const Mask& band, const Problem& pr, std::int64_t tile_m, std::int64_t tile_n, bool per_head,
+                       DeviceLists& lists) {
+    const std::vector<SeqShape> seqs = sequences(pr);
+    std::int64_t max_q = 0, max_k = 0;
+    for (const SeqShape& s : seqs) {
+        max_q = std::max(max_q, s.seqlen_q);
+        max_k = std::max(max_k, s.seqlen_k);
+    }
+    const int batch = int(seqs.size()), heads = per_head ? pr.heads_q : 1;
+    const std::int64_t q_tiles = core::num_tiles(max_q, tile_m), slots = std::max<std::int64_t>(1, core::num_tiles(max_k, tile_n));
+    lists.full_count = make_tensor(DType::int32, {batch, heads, q_tiles});
+    lists.partial_count = make_tensor(DType::int32, {batch, heads, q_tiles});
+    lists.full_index = make_tensor(DType::int32, {batch, heads, q_tiles, slots});
+    lists.partial_index = make_tensor(DType::int32, {batch, heads, q_tiles, slots});
+    for (TestTensor* x : {&lists.full_count, &lists.partial_count, &lists.full_index, &lists.partial_index})
+        std::fill(x->host.begin(), x->host.end(), 0);
+    for (int b = 0; b < batch; ++b) {
+        const core::CompressedBand bd = band_spec(band).for_sequence(seqs[std::size_t(b)].seqlen_q, seqs[std::size_t(b)].seqlen_k);
+        for (int h = 0; h < heads; ++h)
+            for (std::int64_t t = 0; t < core::num_tiles(seqs[std::size_t(b)].seqlen_q, tile_m); ++t) {
+                const core::RowSpan span = core::query_span(t, tile_m, 1, seqs[std::size_t(b)].seqlen_q);
+                std::int64_t n_full = 0, n_partial = 0;
+                for (std::int64_t kt = 0; kt < core::num_tiles(seqs[std::size_t(b)].seqlen_k, tile_n); ++kt) {
+                    const core::TileKind kind = core::classify(bd, span, kt * tile_n, tile_n);
+                    if (kind == core::TileKind::skip) continue;
+                    const bool full = kind == core::TileKind::full && h % 2 == 0;
+                    TestTensor& index = full ? lists.full_index : lists.partial_index;
+                    const std::int64_t at[4] = {b, h, t, full ? n_full++ : n_partial++};
+                    index.set(index.offset(at), double(kt));
+                }
+                const std::int64_t at[3] = {b, h, t};
+                lists.full_count.set(lists.full_count.offset(at), double(n_full));
+                lists.partial_count.set(lists.partial_count.offset(at), double(n_partial));
+            }
+    }
+    for (TestTensor* x : {&lists.full_count, &lists.partial_count, &lists.full_index, &lists.partial_index}) x->upload();
+    Mask g = band;
+    g.kind = MaskKind::block_sparse;
+    g.block_sparse.tile_m = tile_m;
+    g.block_sparse.tile_n = tile_n;
+    g.block_sparse.full_count = lists.full_count.view(Device::cuda);
+    g.block_sparse.full_index = lists.full_index.view(Device::cuda);
+    g.block_sparse.partial_count = lists.partial_count.view(Device::cuda);
+    g.block_sparse.partial_index = lists.partial_index.view(Device::cuda);
+    return g;
+}
+
+// The block-sparse tiles of the CUDA forward (what a user's lists describe), which the backward accepts.
+void forward_sparse_tiles(const Problem& pr, std::int64_t& tile_m, std::int64_t& tile_n) {
+    const Status s = cuda_block_sparse_tiles(pr.dim_qk, pr.dim_v, pr.dtype, tile_m, tile_n);
+    if (!s.ok()) throw std::runtime_error("cuda_block_sparse_tiles: " + s.to_string());
+}
+
+Mask mechanism_mask(const Mask& band, Mechanism m, const Problem& pr, DeviceLists& lists) {
+    if (m == Mechanism::band) return band;
+    if (m == Mechanism::mask_mod) {
+        Mask g = band;
+        g.kind = MaskKind::mask_mod;
+        return g;
+    }
+    std::int64_t tm = 0, tn = 0;
+    forward_sparse_tiles(pr, tm, tn);
+    return block_sparse_mask(band, pr, tm, tn, m == Mechanism::block_sparse_per_head, lists);
+}
+
+void poison_grads(AttnTensors& t) {
+    for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) {
+        x->poison();
+        x->upload();
+    }
+}
+
+// The CPU backend's gradients for the same inputs (out and lse included), as dense vectors.
+struct CpuGrads {
+    std::vector<double> dq, dk, dv;
+};
+CpuGrads cpu_backward(const AttnTensors& t, const Mask& band, std::optional<float> scale) {
+    auto like = [](const TestTensor& x) {
+        return make_tensor(x.dtype, std::vector<std::int64_t>(x.shape, x.shape + x.rank), 0, false);
+    };
+    TestTensor dq = like(t.dq), dk = like(t.dk), dv = like(t.dv);
+    BackwardArgs a = backward_args(t, band, Device::cpu);
+    a.dq = dq.view(Device::cpu);
+    a.dk = dk.view(Device::cpu);
+    a.dv = dv.view(Device::cpu);
+    a.scale = scale;
+    const Status s = backward(a);
+    if (!s.ok()) throw std::runtime_error("cpu backend backward: " + s.to_string());
+    return {dense(dq), dense(dk), dense(dv)};
+}
+
+struct Options {
+    std::optional<float> scale;
+    std::vector<Mechanism> mechanisms = {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse};
+    bool cpu_backend = false;
+};
+
+// One set of random inputs: the CUDA forward's out and lse, then the sm80 backward through each
+// mechanism encoding `band`, each checked against the fp64 oracle of the band (and the band run against
+// the CPU backend), with nothing written outside the gradient views.
+void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}) {
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    cuda_forward(t, band, opt.scale);
+    const cpu::Reference ref = reference(t, band, true, opt.scale);
+    const ZeroRows zero = zero_rows(pr, band);
+    const Tolerance tol = grad_tolerance(pr.dtype);
+    for (Mechanism m : opt.mechanisms) {
+        SCOPED_TRACE(mechanism_name(m));
+        poison_grads(t);
+        DeviceLists lists;
+        ASSERT_TRUE(run_ok(sm80_backward(t, mechanism_mask(band, m, pr, lists), opt.scale)));
+        for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
+        EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, tol, "dq"));
+        EXPECT_TRUE(grad_close(t.dk, ref.dk, zero.k, tol, "dk"));
+        EXPECT_TRUE(grad_close(t.dv, ref.dv, zero.k, tol, "dv"));
+        EXPECT_TRUE(untouched_outside_view(t.dq, "dq"));
+        EXPECT_TRUE(untouched_outside_view(t.dk, "dk"));
+        EXPECT_TRUE(untouched_outside_view(t.dv, "dv"));
+        if (m == Mechanism::band && opt.cpu_backend) {
+            const CpuGrads cpu = cpu_backward(t, band, opt.scale);
+            const Tolerance twice{2 * tol.elem, 2 * tol.l2};
+            EXPECT_TRUE(grad_close(t.dq, cpu.dq, zero.q, twice, "dq vs cpu backend"));
+            EXPECT_TRUE(grad_close(t.dk, cpu.dk, zero.k, twice, "dk vs cpu backend"));
+            EXPECT_TRUE(grad_close(t.dv, cpu.dv, zero.k, twice, "dv vs cpu backend"));
+        }
+    }
+}
+
+class Sm80Backward : public ::testing::TestWithParam<Config> {
+  protected:
+    void SetUp() override {
+        if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs a CUDA device of compute capability 8.0 or newer";
+    }
+    Problem problem(std::int64_t sq, std::int64_t sk, int hq = 2, int hkv = 1, int batch = 1) const {
+        Problem pr;
+        pr.batch = batch;
+        pr.seqlen_q = sq;
+        pr.seqlen_k = sk;
+        pr.heads_q = hq;
+        pr.heads_kv = hkv;
+        pr.dim_qk = GetParam().dim_qk;
+        pr.dim_v = GetParam().dim_v;
+        pr.dtype = GetParam().dtype;
+        pr.seed = std::uint64_t(sq * 1000003 + sk * 101 + hq * 7 + hkv + batch * 13 + pr.dim_qk + 5);
+        return pr;
+    }
+};
+
+const Options kBandOnly{{}, {Mechanism::band}, false};
+
+TEST_P(Sm80Backward, CausalSquare) {
+    Options opt;
+    opt.cpu_backend = true;
+    check_backward(problem(157, 157, 4, 2, 2), Mask::band(true), opt);
+}
+
+TEST_P(Sm80Backward, CausalBottomRight) {
+    check_backward(problem(113, 301), Mask::band(true), kBandOnly);  // delta = Sk - Sq = 188
+    check_backward(problem(301, 113), Mask::band(true), kBandOnly);  // delta = -188: rows 0..187 empty
+}
+
+TEST_P(Sm80Backward, Compressed) {
+    // cf 4, 16, 64 with odd lengths; the last keys are seen by no row (zero dk, dv).
+    check_backward(problem(517, 133, 2, 1), Mask::band(true, 4));
+    check_backward(problem(517, 37, 2, 1), Mask::band(true, 16), kBandOnly);
+    check_backward(problem(1001, 19, 2, 1), Mask::band(true, 64), kBandOnly);
+}
+
+TEST_P(Sm80Backward, NegativeDelta) {
+    // NSA compression blocks of 32, stride 16 (j*16 + 31 <= i): rows 0..30 see nothing.
+    check_backward(problem(400, 30, 2, 1), Mask::band(true, 16, -31));
+}
+
+TEST_P(Sm80Backward, PositiveDelta) {
+    check_backward(problem(203, 113), Mask::band(true, 4, 50), kBandOnly);
+    check_backward(problem(100, 300), Mask::band(true, 1, 37), kBandOnly);  // chunked prefill shard
+}
+
+TEST_P(Sm80Backward, Windows) {
+    check_backward(problem(333, 333), Mask::band(true, 1, {}, 64));
+    check_backward(problem(400, 110, 2, 2), Mask::band(true, 4, 3, 8), kBandOnly);
+    check_backward(problem(203, 113), Mask::band(false, 2, {}, 20), kBandOnly);  // left edge only
+}
+
+TEST_P(Sm80Backward, NonCausal) { check_backward(problem(70, 203, 3, 1), Mask::none()); }
+
+TEST_P(Sm80Backward, EmptyRowsAndTiles) {
+    check_backward(problem(700, 700), Mask::band(true, 1, -500), kBandOnly);  // whole q-tiles of empty rows
+    check_backward(problem(300, 80), Mask::band(true, 4, -1000), kBandOnly);  // every row empty: all zero
+}
+
+TEST_P(Sm80Backward, Varlen) {
+    Problem pr = problem(0, 0, 4, 2);
+    // Sequences: keys but no queries (dk = dv = 0); queries but no keys (dq = 0); no rows at all; two
+    // ordinary ones.
+    pr.cu_seqlens_q = {0, 0, 113, 113, 400, 1203};
+    pr.cu_seqlens_k = {0, 50, 50, 50, 300, 501};
+    check_backward(pr, Mask::band(true, 4));
+    check_backward(pr, Mask::band(true), kBandOnly);  // per-sequence bottom-right delta
+}
+
+TEST_P(Sm80Backward, GqaGroups) {
+    for (int group : {1, 2, 3, 4, 5, 8, 16}) {  // 3 and 5 do not divide the 64-row q-tile
+        SCOPED_TRACE("group " + std::to_string(group));
+        check_backward(problem(150, 75, 2 * group, 2), Mask::band(true, 2), kBandOnly);
+    }
+    check_backward(problem(203, 51, 16, 1), Mask::band(true, 4));  // MQA, G = 16, all mechanisms
+}
+
+TEST_P(Sm80Backward, StridedTensors) {
+    Problem pr = problem(203, 51, 4, 2, 2);
+    pr.pad = 8;
+    check_backward(pr, Mask::band(true, 4));
+    Problem vl = problem(0, 0, 2, 1);
+    vl.cu_seqlens_q = {0, 77, 300};
+    vl.cu_seqlens_k = {0, 20, 100};
+    vl.pad = 24;
+    check_backward(vl, Mask::band(true, 4, -3, 9));
+}
+
+TEST_P(Sm80Backward, Scales) {
+    Options opt;
+    opt.scale = 0.05f;
+    check_backward(problem(130, 70), Mask::band(true, 2), opt);
+    opt.scale = -0.2f;
+    check_backward(problem(130, 70), Mask::band(true, 2), opt);
+}
+
+TEST_P(Sm80Backward, BlockSparseListsOfOtherTileSizes) {
+    Options opt;
+    opt.mechanisms = {Mechanism::block_sparse_per_head};
+    check_backward(problem(333, 90, 4, 2), Mask::band(true, 4, {}, 10), opt);
+    // Lists whose tiles hold several kernel tiles, straddle kernel kv-tiles, or split them.
+    const Problem pr = problem(600, 600, 2, 1);
+    const Mask band = Mask::band(true, 1, {}, 200);
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    cuda_forward(t, band, {});
+    const cpu::Reference ref = reference(t, band, true);
+    const ZeroRows zero = zero_rows(pr, band);
+    for (auto [tm, tn] : {std::pair<std::int64_t, std::int64_t>{256, 256}, {128, 176}, {192, 48}}) {
+        SCOPED_TRACE("lists of " + std::to_string(tm) + " x " + std::to_string(tn));
+        DeviceLists lists;
+        poison_grads(t);
+        ASSERT_TRUE(run_ok(sm80_backward(t, block_sparse_mask(band, pr, tm, tn, false, lists), {})));
+        for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
+        EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, grad_tolerance(pr.dtype), "dq"));
+        EXPECT_TRUE(grad_close(t.dk, ref.dk, zero.k, grad_tolerance(pr.dtype), "dk"));
+        EXPECT_TRUE(grad_close(t.dv, ref.dv, zero.k, grad_tolerance(pr.dtype), "dv"));
+    }
+}
+
+TEST_P(Sm80Backward, LongCausal) {
+    // Many q-tiles per CTA (double-buffered prefetch), many CTAs accumulating each dQ row.
+    check_backward(problem(1100, 1100, 1, 1), Mask::band(true), kBandOnly);
+}
+
+// Small shapes that still cover unmasked and masked tiles, GQA packing with a group that does not
+// divide the tile, varlen with empty sequences and block-sparse lists: the subset to run under
+// compute-sanitizer (--gtest_filter='*SanitizerSmall*').
+TEST_P(Sm80Backward, SanitizerSmall) {
+    Problem pr = problem(0, 0, 6, 2);
+    pr.cu_seqlens_q = {0, 70, 70, 267, 267};
+    pr.cu_seqlens_k = {0, 33, 40, 140, 150};
+    Options opt;
+    opt.mechanisms = {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse, Mechanism::block_sparse_per_head};
+    check_backward(pr, Mask::band(true, 2, -1, 40), opt);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, Sm80Backward,
+                         ::testing::Values(Config{64, 64, DType::bf16}, Config{64, 64, DType::fp16},
+                                           Config{128, 128, DType::bf16}, Config{128, 128, DType::fp16},
+                                           Config{192, 128, DType::bf16}, Config{192, 128, DType::fp16},
+                                           Config{256, 256, DType::bf16}, Config{256, 256, DType::fp16}),
+                         config_name);
+
+// ---------------------------------------------------------------------------------------------
+// Errors: rejected before any kernel runs, nothing written.
+
+bool all_poisoned(const TestTensor& t) {
+    return std::all_of(t.host.begin(), t.host.end(), [](unsigned char c) { return c == 0xFF; });
+}
+
+TEST(Sm80BackwardErrors, BlockSparseTilesMustFitTheKernel) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.seqlen_q = pr.seqlen_k = 300;
+    pr.dim_qk = pr.dim_v = 128;  // backward tiles 64 x 128
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    cuda_forward(t, Mask::band(true), {});
+    struct Case {
+        std::int64_t tile_m, tile_n;
+        const char* argument;
+    };
+    for (const Case& c : {Case{32, 128, "mask.block_sparse.tile_m"}, Case{96, 128, "mask.block_sparse.tile_m"},
+                          Case{128, 4, "mask.block_sparse.tile_n"}, Case{128, 1, "mask.block_sparse.tile_n"}}) {
+        SCOPED_TRACE(std::to_string(c.tile_m) + " x " + std::to_string(c.tile_n));
+        poison_grads(t);
+        DeviceLists lists;
+        const Status s = sm80_backward(t, block_sparse_mask(Mask::band(true), pr, c.tile_m, c.tile_n, false, lists), {});
+        EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
+        EXPECT_EQ(s.argument, c.argument);
+        for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) {
+            x->download();
+            EXPECT_TRUE(all_poisoned(*x));
+        }
+    }
+}
+
+TEST(Sm80BackwardErrors, UnalignedRowsRejectedByTheBackend) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.seqlen_q = pr.seqlen_k = 64;
+    pr.heads_q = pr.heads_kv = 2;
+    pr.pad = 4;  // row / head strides not multiples of 8 elements
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    const Status s = backward(backward_args(t, Mask::band(true), Device::cuda));
+    EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
+    EXPECT_EQ(s.argument, "q");
+    for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) {
+        x->download();
+        EXPECT_TRUE(all_poisoned(*x));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 64-bit offsets: q, out, dout, dq and the interleaved k/v and dk/dv buffers each hold more than 2^31
+// elements; a few query rows and keys (the last ones at offsets beyond 2^31) are checked against an
+// fp64 reference computed here from the downloaded rows.
+
+__global__ void fill_uniform_bf16(__nv_bfloat16* x, std::int64_t n, std::uint64_t seed) {
+    for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
+        std::uint64_t h = seed + std::uint64_t(i) * 0x9E3779B97F4A7C15ull;  // splitmix64
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+        h ^= h >> 31;
+        x[i] = __float2bfloat16_rn(float(h >> 40) * (2.f / 16777216.f) - 1.f);
+    }
+}
+
+// Rows [row0, row1) of a [S, width] bf16 device buffer, in fp64.
+std::vector<double> download_rows(const DeviceBuffer& buf, std::int64_t width, std::int64_t row0, std::int64_t row1) {
+    std::vector<std::uint16_t> h(std::size_t((row1 - row0) * width));
+    cuda_check(cudaMemcpy(h.data(), static_cast<const std::uint16_t*>(buf.data()) + row0 * width, h.size() * 2,
+                          cudaMemcpyDeviceToHost),
+               "download rows");
+    std::vector<double> d(h.size());
+    for (std::size_t e = 0; e < h.size(); ++e) d[e] = core::bf16_to_float(h[e]);
+    return d;
+}
+
+TEST(Sm80BackwardLarge, OffsetsBeyond32Bits) {
+    CCATTN_REQUIRE_SM80();
+    constexpr std::int64_t S = 1100000;
+    constexpr int Hq = 16, Hkv = 8, G = Hq / Hkv, D = 128, W = 63;
+    static_assert((S - 1) * Hq * D > (std::int64_t(1) << 31) && (S - 1) * 2 * Hkv * D > (std::int64_t(1) << 31));
+    std::size_t free_bytes = 0, total_bytes = 0;
+    cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    if (free_bytes < (std::size_t(48) << 30)) GTEST_SKIP() << "needs 48 GiB of free device memory";
+
+    const std::int64_t q_elems = S * Hq * D, kv_elems = S * 2 * Hkv * D;
+    DeviceBuffer q(std::size_t(q_elems) * 2), kv(std::size_t(kv_elems) * 2), out(std::size_t(q_elems) * 2),
+        dout(std::size_t(q_elems) * 2), dq(std::size_t(q_elems) * 2), dkv(std::size_t(kv_elems) * 2),
+        lse(std::size_t(Hq * S) * 4);
+    fill_uniform_bf16<<<4096, 256>>>(static_cast<__nv_bfloat16*>(q.data()), q_elems, 1);
+    fill_uniform_bf16<<<4096, 256>>>(static_cast<__nv_bfloat16*>(kv.data()), kv_elems, 2);
+    fill_uniform_bf16<<<4096, 256>>>(static_cast<__nv_bfloat16*>(dout.data()), q_elems, 3);
+    cuda_check(cudaMemset(dq.data(), 0xFF, dq.bytes()), "poison dq");
+    cuda_check(cudaMemset(dkv.data(), 0xFF, dkv.bytes()), "poison dk, dv");
+
+    // k and v (and dk and dv) interleaved per row: [S, 2, Hkv, D], so each has row stride 2 * Hkv * D.
+    auto interleaved = [&](const DeviceBuffer& buf, int which) {
+        Tensor t = Tensor::contiguous(static_cast<std::uint16_t*>(buf.data()) + which * Hkv * D, DType::bf16,
+                                      {1, S, Hkv, D}, Device::cuda);
+        t.stride[0] = S * 2 * Hkv * D;
+        t.stride[1] = 2 * Hkv * D;
+        return t;
+    };
+    const Mask mask = Mask::band(true, 1, {}, W);
+    ForwardArgs f;
+    f.q = Tensor::contiguous(q.data(), DType::bf16, {1, S, Hq, D}, Device::cuda);
+    f.k = interleaved(kv, 0);
+    f.v = interleaved(kv, 1);
+    f.out = Tensor::contiguous(out.data(), DType::bf16, {1, S, Hq, D}, Device::cuda);
+    f.lse = Tensor::contiguous(lse.data(), DType::fp32, {1, Hq, S}, Device::cuda);
+    f.mask = mask;
+    f.backend = Backend::cuda;
+    ASSERT_TRUE(run_ok(forward(f)));
+    BackwardArgs a;
+    a.q = f.q;
+    a.k = f.k;
+    a.v = f.v;
+    a.out = f.out;
+    a.lse = f.lse;
+    a.dout = Tensor::contiguous(dout.data(), DType::bf16, {1, S, Hq, D}, Device::cuda);
+    a.dq = Tensor::contiguous(dq.data(), DType::bf16, {1, S, Hq, D}, Device::cuda);
+    a.dk = interleaved(dkv, 0);
+    a.dv = interleaved(dkv, 1);
+    a.mask = mask;
+    core::AttnParams p;
+    ASSERT_TRUE(run_ok(api::fill_backward_params(a, {}, p)));
+    ASSERT_TRUE(run_ok(sm80::backward(p)));
+    cuda_check(cudaDeviceSynchronize(), "backward");
+
+    // fp64 reference over query rows [r0, r1): every row's window lies in keys [r0 - W, r1).
+    const double scale = 1.0 / std::sqrt(double(D));
+    struct Window {
+        std::int64_t r0, r1, k0;
+        std::vector<double> q, dout, kv;
+        double qv(std::int64_t i, int h, int e) const { return q[std::size_t(((i - r0) * Hq + h) * D + e)]; }
+        double dov(std::int64_t i, int h, int e) const { return dout[std::size_t(((i - r0) * Hq + h) * D + e)]; }
+        double kvv(std::int64_t j, int which, int hk, int e) const {
+            return kv[std::size_t((((j - k0) * 2 + which) * Hkv + hk) * D + e)];
+        }
+    };
+    auto window = [&](std::int64_t r0, std::int64_t r1) {
+        Window w;
+        w.r0 = r0;
+        w.r1 = r1;
+        w.k0 = std::max<std::int64_t>(0, r0 - W);
+        w.q = download_rows(q, Hq * D, r0, r1);
+        w.dout = download_rows(dout, Hq * D, r0, r1);
+        w.kv = download_rows(kv, 2 * Hkv * D, w.k0, r1);
+        return w;
+    };
+    // P (row i, head h, keys lo..i) and dS for one row, from its own window.
+    auto row_grads = [&](const Window& w, std::int64_t i, int h, std::vector<double>& prob, std::vector<double>& ds) {
+        const int hk = h / G;
+        const std::int64_t lo = std::max<std::int64_t>(0, i - W);
+        prob.assign(std::size_t(i + 1 - lo), 0.0);
+        double mx = -INFINITY;
+        for (std::int64_t j = lo; j <= i; ++j) {
+            double dot = 0;
+            for (int e = 0; e < D; ++e) dot += w.qv(i, h, e) * w.kvv(j, 0, hk, e);
+            prob[std::size_t(j - lo)] = dot * scale;
+            mx = std::max(mx, dot * scale);
+        }
+        double sum = 0;
+        for (double& x : prob) sum += (x = std::exp(x - mx));
+        for (double& x : prob) x /= sum;
+        double d_i = 0;  // D = dO . O
+        for (int e = 0; e < D; ++e) {
+            double o = 0;
+            for (std::int64_t j = lo; j <= i; ++j) o += prob[std::size_t(j - lo)] * w.kvv(j, 1, hk, e);
+            d_i += w.dov(i, h, e) * o;
+        }
+        ds.assign(prob.size(), 0.0);
+        for (std::int64_t j = lo; j <= i; ++j) {
+            double dp = 0;
+            for (int e = 0; e < D; ++e) dp += w.dov(i, h, e) * w.kvv(j, 1, hk, e);
+            ds[std::size_t(j - lo)] = prob[std::size_t(j - lo)] * (dp - d_i);
+        }
+    };
+    auto expect_close = [](const std::vector<double>& got, const std::vector<double>& ref, const std::string& what) {
+        double rms = 0;
+        for (double x : ref) rms += x * x;
+        rms = std::sqrt(rms / double(ref.size()));
+        for (std::size_t e = 0; e < ref.size(); ++e)
+            // 1e-6 absolute: row 0 sees one key, so its dq is zero up to rounding (dP - D = 0).
+            ASSERT_LE(std::fabs(got[e] - ref[e]), 6e-2 * (std::fabs(ref[e]) + rms) + 1e-6) << what << " element " << e;
+    };
+
+    std::vector<double> prob, ds;
+    for (std::int64_t i : {std::int64_t(0), std::int64_t(1), S / 2 + 3, S - 2, S - 1}) {
+        const Window w = window(i, i + 1);
+        const std::vector<double> got = download_rows(dq, Hq * D, i, i + 1);
+        std::vector<double> ref(std::size_t(Hq * D), 0.0);
+        for (int h = 0; h < Hq; ++h) {
+            row_grads(w, i, h, prob, ds);
+            const std::int64_t lo = std::max<std::int64_t>(0, i - W);
+            for (std::int64_t j = lo; j <= i; ++j)
+                for (int e = 0; e < D; ++e) ref[std::size_t(h * D + e)] += scale * ds[std::size_t(j - lo)] * w.kvv(j, 0, h / G, e);
+        }
+        expect_close(got, ref, "dq row " + std::to_string(i));
+    }
+    for (std::int64_t j : {std::int64_t(0), S / 2, S - W - 2, S - 1}) {
+        const std::int64_t r1 = std::min(S, j + W + 1);  // rows that see key j: [j, j + W]
+        const Window w = window(j, r1);
+        const std::vector<double> got = download_rows(dkv, 2 * Hkv * D, j, j + 1);  // [dk heads | dv heads]
+        std::vector<double> ref(std::size_t(2 * Hkv * D), 0.0);
+        for (std::int64_t i = j; i < r1; ++i)
+            for (int h = 0; h < Hq; ++h) {
+                row_grads(w, i, h, prob, ds);
+                const std::size_t at = std::size_t(j - std::max<std::int64_t>(0, i - W));
+                for (int e = 0; e < D; ++e) {
+                    ref[std::size_t((h / G) * D + e)] += scale * ds[at] * w.qv(i, h, e);
+                    ref[std::size_t((Hkv + h / G) * D + e)] += prob[at] * w.dov(i, h, e);
+                }
+            }
+        expect_close(got, ref, "dk, dv key " + std::to_string(j));
+    }
+    EXPECT_TRUE(dq.guards_intact());
+    EXPECT_TRUE(dkv.guards_intact());
+}
+
+}  // namespace
+}  // namespace ccattn
