@@ -2,6 +2,8 @@
 #pragma once
 
 #include "ccattn/attention.h"
+#include "ccattn/block_sparse.h"
+#include "ccattn/cuda_tiles.h"
 #include "ccattn/mask.h"
 #include "ccattn/status.h"
 #include "ccattn/tensor.h"

@@ -111,8 +111,8 @@ std::vector<OptionSpec> case_options(bool mechanism) {
     o.insert(o.end(), rest.begin(), rest.end());
     if (mechanism) {
         o.push_back({"mask", "native|mask_mod|block_sparse", "mechanism that runs the band (default native)"});
-        o.push_back({"sparse-tile-m", "N", "block_sparse: queries per q-tile (default 128)"});
-        o.push_back({"sparse-tile-n", "N", "block_sparse: keys per kv-tile (default 128)"});
+        o.push_back({"sparse-tile-m", "N", "block_sparse: queries per q-tile (default: the CUDA kernel's, 128 on CPU)"});
+        o.push_back({"sparse-tile-n", "N", "block_sparse: keys per kv-tile (default: the CUDA kernel's, 128 on CPU)"});
     }
     return o;
 }
@@ -260,7 +260,15 @@ Status CaseMask::build(const CaseSpec& c, const Inputs& in) {
             }
             shape.tile_m = c.sparse_tile_m;
             shape.tile_n = c.sparse_tile_n;
-            Status s = BlockSparseLists::from_band(c.band, shape, lists_);
+            const bool on_cuda = c.backend == Backend::cuda || (c.backend == Backend::automatic && cuda_available());
+            Status s;
+            if (shape.tile_m == 0 || shape.tile_n == 0) {
+                std::int64_t tm = 128, tn = 128;  // CPU: any tiles work; 128 as FlexAttention's default
+                if (on_cuda && !(s = cuda_block_sparse_tiles(c.dim_qk, c.dim_v, c.dtype, tm, tn)).ok()) return s;
+                shape.tile_m = shape.tile_m ? shape.tile_m : tm;
+                shape.tile_n = shape.tile_n ? shape.tile_n : tn;
+            }
+            s = BlockSparseLists::from_band(c.band, shape, lists_);
             if (!s.ok()) return s;
             mask_ = lists_.mask();
             // The CUDA backend masks partial tiles with the band fields.

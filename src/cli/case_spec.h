@@ -31,7 +31,7 @@ struct CaseSpec {
     std::vector<std::pair<std::int64_t, std::int64_t>> documents;  // varlen with these (Sq, Sk) lengths
     Mask band = Mask::none();
     Mechanism mechanism = Mechanism::native;
-    std::int64_t sparse_tile_m = 128, sparse_tile_n = 128;
+    std::int64_t sparse_tile_m = 0, sparse_tile_n = 0;  // 0: the backend's (CUDA: its kernel's tiles), CPU 128
     DType dtype = DType::bf16;
     Backend backend = Backend::automatic;
     bool backward = false;

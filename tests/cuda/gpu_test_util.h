@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "api/validate.h"
+#include "ccattn/block_sparse.h"
 #include "ccattn/ccattn.h"
 #include "core/dtype.h"
 #include "core/params.h"
@@ -489,6 +490,88 @@ inline ::testing::AssertionResult untouched_outside_view(const TestTensor& t, co
     if (t.device.allocated() && !t.device.guards_intact())
         return ::testing::AssertionFailure() << name << ": a guard band around the device buffer was overwritten";
     return ::testing::AssertionSuccess();
+}
+
+// Kernel test parameters: head dims and dtype.
+struct Config {
+    int dim_qk, dim_v;
+    DType dtype;
+};
+
+std::string config_name(const ::testing::TestParamInfo<Config>& info) {
+    return "d" + std::to_string(info.param.dim_qk) + "_" + std::to_string(info.param.dim_v) + "_" +
+           dtype_name(info.param.dtype);
+}
+
+bool device_is_sm80_or_newer() {
+    if (!cuda_available()) return false;
+    int device = 0, major = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
+}
+
+#define CCATTN_REQUIRE_SM80()                                                                   \
+    do {                                                                                        \
+        CCATTN_REQUIRE_GPU();                                                                   \
+        if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs compute capability 8.0 or newer"; \
+    } while (0)
+
+// Block-sparse lists built from a band (ccattn/block_sparse.h), and their device copies.
+struct DeviceBlockSparse {
+    BlockSparseLists host;
+    TestTensor full_count, full_index, partial_count, partial_index;
+};
+
+inline TestTensor to_device(const Tensor& h) {
+    TestTensor t = make_tensor(DType::int32, std::vector<std::int64_t>(h.shape, h.shape + h.rank));
+    std::int64_t idx[4] = {0, 0, 0, 0};
+    for (std::int64_t e = 0; e < t.numel(); ++e) {
+        t.unravel(e, idx);
+        std::int64_t src = 0;
+        for (int d = 0; d < h.rank; ++d) src += idx[d] * h.stride[d];
+        t.set(t.offset(idx), static_cast<const std::int32_t*>(h.data)[src]);
+    }
+    t.upload();
+    return t;
+}
+
+// The block-sparse mask over uploaded lists; its band fields (the per-element predicate of partial
+// tiles on CUDA) are the band's.
+inline Mask device_block_sparse_mask(const Mask& band, std::int64_t tile_m, std::int64_t tile_n,
+                                     const DeviceBlockSparse& lists) {
+    Mask g = band;
+    g.kind = MaskKind::block_sparse;
+    g.block_sparse.tile_m = tile_m;
+    g.block_sparse.tile_n = tile_n;
+    g.block_sparse.full_count = lists.full_count.view(Device::cuda);
+    g.block_sparse.full_index = lists.full_index.view(Device::cuda);
+    g.block_sparse.partial_count = lists.partial_count.view(Device::cuda);
+    g.block_sparse.partial_index = lists.partial_index.view(Device::cuda);
+    return g;
+}
+
+// A block-sparse mask with device lists built from `band` for tiles of tile_m x tile_n; its band fields
+// (the per-element predicate of partial tiles) are the band's.
+inline Mask block_sparse_mask(const Mask& band, const Problem& pr, std::int64_t tile_m, std::int64_t tile_n,
+                       DeviceBlockSparse& lists) {
+    BlockSparseLists::Shape shape;
+    shape.batch = pr.num_seqs();
+    shape.seqlen_q = pr.seqlen_q;
+    shape.seqlen_k = pr.seqlen_k;
+    if (pr.varlen()) {
+        shape.cu_seqlens_q = pr.cu_seqlens_q.data();
+        shape.cu_seqlens_k = pr.cu_seqlens_k.data();
+    }
+    shape.tile_m = tile_m;
+    shape.tile_n = tile_n;
+    Status s = BlockSparseLists::from_band(band, shape, lists.host);
+    if (!s.ok()) throw std::runtime_error("block-sparse lists: " + s.to_string());
+    const BlockSparseMask v = lists.host.view();
+    lists.full_count = to_device(v.full_count);
+    lists.full_index = to_device(v.full_index);
+    lists.partial_count = to_device(v.partial_count);
+    lists.partial_index = to_device(v.partial_index);
+    return device_block_sparse_mask(band, tile_m, tile_n, lists);
 }
 
 }  // namespace ccattn::test

@@ -304,28 +304,6 @@ TEST(Sm80BackwardHost, SparseScheduleMatchesLists) {
 // ---------------------------------------------------------------------------------------------
 // GPU checks
 
-struct Config {
-    int dim_qk, dim_v;
-    DType dtype;
-};
-
-std::string config_name(const ::testing::TestParamInfo<Config>& info) {
-    return "d" + std::to_string(info.param.dim_qk) + "_" + std::to_string(info.param.dim_v) + "_" +
-           dtype_name(info.param.dtype);
-}
-
-bool device_is_sm80_or_newer() {
-    if (!cuda_available()) return false;
-    int device = 0, major = 0;
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
-}
-
-#define CCATTN_REQUIRE_SM80()                                                                   \
-    do {                                                                                        \
-        CCATTN_REQUIRE_GPU();                                                                   \
-        if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs compute capability 8.0 or newer"; \
-    } while (0)
 
 api::HostSeqlens host_seqlens(const AttnTensors& t) {
     api::HostSeqlens host;
@@ -473,15 +451,11 @@ const char* mechanism_name(Mechanism m) {
     return "?";
 }
 
-struct DeviceLists {
-    TestTensor full_count, full_index, partial_count, partial_index;
-};
-
 // Block-sparse lists of the band's tile classification at tile_m x tile_n (core::classify per sequence),
 // on the device. Shared by all heads, or (per_head) one list per query head where odd heads list their
 // full tiles as partial: the same visible set through the per-element path.
-Mask block_sparse_mask(const Mask& band, const Problem& pr, std::int64_t tile_m, std::int64_t tile_n, bool per_head,
-                       DeviceLists& lists) {
+Mask classified_block_sparse_mask(const Mask& band, const Problem& pr, std::int64_t tile_m, std::int64_t tile_n,
+                                  bool per_head, DeviceBlockSparse& lists) {
     const std::vector<SeqShape> seqs = sequences(pr);
     std::int64_t max_q = 0, max_k = 0;
     for (const SeqShape& s : seqs) {
@@ -516,15 +490,7 @@ Mask block_sparse_mask(const Mask& band, const Problem& pr, std::int64_t tile_m,
             }
     }
     for (TestTensor* x : {&lists.full_count, &lists.partial_count, &lists.full_index, &lists.partial_index}) x->upload();
-    Mask g = band;
-    g.kind = MaskKind::block_sparse;
-    g.block_sparse.tile_m = tile_m;
-    g.block_sparse.tile_n = tile_n;
-    g.block_sparse.full_count = lists.full_count.view(Device::cuda);
-    g.block_sparse.full_index = lists.full_index.view(Device::cuda);
-    g.block_sparse.partial_count = lists.partial_count.view(Device::cuda);
-    g.block_sparse.partial_index = lists.partial_index.view(Device::cuda);
-    return g;
+    return device_block_sparse_mask(band, tile_m, tile_n, lists);
 }
 
 // The block-sparse tiles of the CUDA forward (what a user's lists describe), which the backward accepts.
@@ -533,7 +499,7 @@ void forward_sparse_tiles(const Problem& pr, std::int64_t& tile_m, std::int64_t&
     if (!s.ok()) throw std::runtime_error("cuda_block_sparse_tiles: " + s.to_string());
 }
 
-Mask mechanism_mask(const Mask& band, Mechanism m, const Problem& pr, DeviceLists& lists) {
+Mask mechanism_mask(const Mask& band, Mechanism m, const Problem& pr, DeviceBlockSparse& lists) {
     if (m == Mechanism::band) return band;
     if (m == Mechanism::mask_mod) {
         Mask g = band;
@@ -542,7 +508,7 @@ Mask mechanism_mask(const Mask& band, Mechanism m, const Problem& pr, DeviceList
     }
     std::int64_t tm = 0, tn = 0;
     forward_sparse_tiles(pr, tm, tn);
-    return block_sparse_mask(band, pr, tm, tn, m == Mechanism::block_sparse_per_head, lists);
+    return classified_block_sparse_mask(band, pr, tm, tn, m == Mechanism::block_sparse_per_head, lists);
 }
 
 void poison_grads(AttnTensors& t) {
@@ -590,7 +556,7 @@ void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}
     for (Mechanism m : opt.mechanisms) {
         SCOPED_TRACE(mechanism_name(m));
         poison_grads(t);
-        DeviceLists lists;
+        DeviceBlockSparse lists;
         ASSERT_TRUE(run_ok(sm80_backward(t, mechanism_mask(band, m, pr, lists), opt.scale)));
         for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
         EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, tol, "dq"));
@@ -723,9 +689,9 @@ TEST_P(Sm80Backward, BlockSparseListsOfOtherTileSizes) {
     const ZeroRows zero = zero_rows(pr, band);
     for (auto [tm, tn] : {std::pair<std::int64_t, std::int64_t>{256, 256}, {128, 176}, {192, 48}}) {
         SCOPED_TRACE("lists of " + std::to_string(tm) + " x " + std::to_string(tn));
-        DeviceLists lists;
+        DeviceBlockSparse lists;
         poison_grads(t);
-        ASSERT_TRUE(run_ok(sm80_backward(t, block_sparse_mask(band, pr, tm, tn, false, lists), {})));
+        ASSERT_TRUE(run_ok(sm80_backward(t, classified_block_sparse_mask(band, pr, tm, tn, false, lists), {})));
         for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
         EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, grad_tolerance(pr.dtype), "dq"));
         EXPECT_TRUE(grad_close(t.dk, ref.dk, zero.k, grad_tolerance(pr.dtype), "dk"));
@@ -780,8 +746,8 @@ TEST(Sm80BackwardErrors, BlockSparseTilesMustFitTheKernel) {
                           Case{128, 4, "mask.block_sparse.tile_n"}, Case{128, 1, "mask.block_sparse.tile_n"}}) {
         SCOPED_TRACE(std::to_string(c.tile_m) + " x " + std::to_string(c.tile_n));
         poison_grads(t);
-        DeviceLists lists;
-        const Status s = sm80_backward(t, block_sparse_mask(Mask::band(true), pr, c.tile_m, c.tile_n, false, lists), {});
+        DeviceBlockSparse lists;
+        const Status s = sm80_backward(t, classified_block_sparse_mask(Mask::band(true), pr, c.tile_m, c.tile_n, false, lists), {});
         EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
         EXPECT_EQ(s.argument, c.argument);
         for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) {

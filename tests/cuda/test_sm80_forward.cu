@@ -236,28 +236,6 @@ TEST(Sm80ForwardHost, ElementBandEqualsBand) {
 // ---------------------------------------------------------------------------------------------
 // GPU checks
 
-struct Config {
-    int dim_qk, dim_v;
-    DType dtype;
-};
-
-std::string config_name(const ::testing::TestParamInfo<Config>& info) {
-    return "d" + std::to_string(info.param.dim_qk) + "_" + std::to_string(info.param.dim_v) + "_" +
-           dtype_name(info.param.dtype);
-}
-
-bool device_is_sm80_or_newer() {
-    if (!cuda_available()) return false;
-    int device = 0, major = 0;
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
-}
-
-#define CCATTN_REQUIRE_SM80()                                                                   \
-    do {                                                                                        \
-        CCATTN_REQUIRE_GPU();                                                                   \
-        if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs compute capability 8.0 or newer"; \
-    } while (0)
 
 // sm80::forward itself, whatever kernel family the backend dispatch would pick on this device.
 Status sm80_forward(const AttnTensors& t, const Mask& mask, std::optional<float> scale = {}, bool with_lse = true) {
@@ -281,57 +259,6 @@ const char* mechanism_name(Mechanism m) {
     return m == Mechanism::band ? "band" : m == Mechanism::mask_mod ? "mask_mod" : "block_sparse";
 }
 
-// Device copies of block-sparse lists built from a band with the kernel's tile sizes.
-struct DeviceLists {
-    BlockSparseLists host;
-    TestTensor full_count, full_index, partial_count, partial_index;
-};
-
-TestTensor to_device(const Tensor& h) {
-    TestTensor t = make_tensor(DType::int32, std::vector<std::int64_t>(h.shape, h.shape + h.rank));
-    std::int64_t idx[4] = {0, 0, 0, 0};
-    for (std::int64_t e = 0; e < t.numel(); ++e) {
-        t.unravel(e, idx);
-        std::int64_t src = 0;
-        for (int d = 0; d < h.rank; ++d) src += idx[d] * h.stride[d];
-        t.set(t.offset(idx), static_cast<const std::int32_t*>(h.data)[src]);
-    }
-    t.upload();
-    return t;
-}
-
-// A block-sparse mask with device lists built from `band` for tiles of tile_m x tile_n; its band fields
-// (the per-element predicate of partial tiles) are the band's.
-Mask block_sparse_mask(const Mask& band, const Problem& pr, std::int64_t tile_m, std::int64_t tile_n,
-                       DeviceLists& lists) {
-    BlockSparseLists::Shape shape;
-    shape.batch = pr.num_seqs();
-    shape.seqlen_q = pr.seqlen_q;
-    shape.seqlen_k = pr.seqlen_k;
-    if (pr.varlen()) {
-        shape.cu_seqlens_q = pr.cu_seqlens_q.data();
-        shape.cu_seqlens_k = pr.cu_seqlens_k.data();
-    }
-    shape.tile_m = tile_m;
-    shape.tile_n = tile_n;
-    Status s = BlockSparseLists::from_band(band, shape, lists.host);
-    if (!s.ok()) throw std::runtime_error("block-sparse lists: " + s.to_string());
-    const BlockSparseMask v = lists.host.view();
-    lists.full_count = to_device(v.full_count);
-    lists.full_index = to_device(v.full_index);
-    lists.partial_count = to_device(v.partial_count);
-    lists.partial_index = to_device(v.partial_index);
-    Mask g = band;
-    g.kind = MaskKind::block_sparse;
-    g.block_sparse.tile_m = tile_m;
-    g.block_sparse.tile_n = tile_n;
-    g.block_sparse.full_count = lists.full_count.view(Device::cuda);
-    g.block_sparse.full_index = lists.full_index.view(Device::cuda);
-    g.block_sparse.partial_count = lists.partial_count.view(Device::cuda);
-    g.block_sparse.partial_index = lists.partial_index.view(Device::cuda);
-    return g;
-}
-
 sm80::ForwardTile kernel_tile(const Problem& pr) {
     sm80::ForwardTile tile;
     if (!sm80::forward_tile_for(pr.dim_qk, pr.dim_v, tile)) throw std::runtime_error("no forward tile");
@@ -340,7 +267,7 @@ sm80::ForwardTile kernel_tile(const Problem& pr) {
 
 // The mask the GPU runs for mechanism m: the band's fields (also the per-element predicate of mask_mod)
 // or block-sparse lists built from the band with the kernel's tile sizes.
-Mask mechanism_mask(const Mask& band, Mechanism m, const Problem& pr, DeviceLists& lists) {
+Mask mechanism_mask(const Mask& band, Mechanism m, const Problem& pr, DeviceBlockSparse& lists) {
     if (m == Mechanism::block_sparse) {
         const sm80::ForwardTile tile = kernel_tile(pr);
         return block_sparse_mask(band, pr, tile.tile_m, tile.tile_n, lists);
@@ -372,7 +299,7 @@ void check_forward(const Problem& pr, const Mask& band, std::optional<float> sca
         t.lse.poison();
         t.out.upload();
         t.lse.upload();
-        DeviceLists lists;
+        DeviceBlockSparse lists;
         ASSERT_TRUE(run_ok(sm80_forward(t, mechanism_mask(band, m, pr, lists), scale)));
         t.out.download();
         t.lse.download();
@@ -568,7 +495,7 @@ TEST(Sm80ForwardErrors, BlockSparseTilesMustMatchTheKernel) {
     pr.seqlen_q = pr.seqlen_k = 300;
     AttnTensors t = make_forward_tensors(pr);
     const sm80::ForwardTile tile = kernel_tile(pr);
-    DeviceLists lists;
+    DeviceBlockSparse lists;
     const Mask m = block_sparse_mask(Mask::band(true), pr, tile.tile_m / 2, tile.tile_n, lists);
     Status s = sm80_forward(t, m);
     EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
@@ -594,7 +521,7 @@ TEST(CudaDispatch, BlockSparseWithPublicTiles) {
     ASSERT_TRUE(run_ok(cuda_block_sparse_tiles(pr.dim_qk, pr.dim_v, pr.dtype, tm, tn)));
     const Mask band = Mask::band(true, 4, -3);
     AttnTensors t = make_forward_tensors(pr);
-    DeviceLists lists;
+    DeviceBlockSparse lists;
     ASSERT_TRUE(run_ok(forward(forward_args(t, block_sparse_mask(band, pr, tm, tn, lists), Device::cuda))));
     t.out.download();
     t.lse.download();

@@ -367,8 +367,7 @@ enum class Mechanism { band, mask_mod, block_sparse };
 void run_case(const Problem& pr, const Mask& band, Mechanism mechanism = Mechanism::band) {
     AttnTensors t = make_forward_tensors(pr);
     Mask ref_mask = band, gpu_mask = band;
-    BlockSparseLists lists;
-    std::vector<TestTensor> list_tensors;
+    DeviceBlockSparse lists;
     if (mechanism == Mechanism::mask_mod) {
         gpu_mask.kind = MaskKind::mask_mod;
         ref_mask = gpu_mask;
@@ -383,33 +382,9 @@ void run_case(const Problem& pr, const Mask& band, Mechanism mechanism = Mechani
             return core::visible(spec.for_sequence(sq[b], sk[b]), i, j);
         };
     } else if (mechanism == Mechanism::block_sparse) {
-        BlockSparseLists::Shape shape;
-        shape.batch = pr.num_seqs();
-        shape.seqlen_q = pr.seqlen_q;
-        shape.seqlen_k = pr.seqlen_k;
-        if (pr.varlen()) {
-            shape.cu_seqlens_q = pr.cu_seqlens_q.data();
-            shape.cu_seqlens_k = pr.cu_seqlens_k.data();
-        }
+        // The reference stays the band: partial tiles are masked with the band's fields.
         const sm90::TileSize tile = sm90::tile_size(pr.dim_qk, pr.dim_v);
-        shape.tile_m = tile.block_m;
-        shape.tile_n = tile.block_n;
-        ASSERT_TRUE(run_ok(BlockSparseLists::from_band(band, shape, lists)));
-        ref_mask = lists.mask();
-        gpu_mask = ref_mask;
-        // The CUDA kernel's partial-tile predicate is the band fields.
-        gpu_mask.causal = band.causal;
-        gpu_mask.compress_factor = band.compress_factor;
-        gpu_mask.diag_offset = band.diag_offset;
-        gpu_mask.window_left = band.window_left;
-        BlockSparseMask& bs = gpu_mask.block_sparse;
-        for (Tensor* host : {&bs.full_count, &bs.full_index, &bs.partial_count, &bs.partial_index}) {
-            TestTensor d = make_tensor(DType::int32, std::vector<std::int64_t>(host->shape, host->shape + host->rank));
-            std::memcpy(d.host.data(), host->data, d.host.size());
-            d.upload();
-            list_tensors.push_back(std::move(d));
-            *host = list_tensors.back().view(Device::cuda);
-        }
+        gpu_mask = block_sparse_mask(band, pr, tile.block_m, tile.block_n, lists);
     }
 
     core::AttnParams p;
