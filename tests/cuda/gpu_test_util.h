@@ -492,18 +492,31 @@ inline ::testing::AssertionResult untouched_outside_view(const TestTensor& t, co
     return ::testing::AssertionSuccess();
 }
 
+// A tensor whose host copy still holds the 0xFF poison everywhere: nothing was written.
+inline bool all_poisoned(const TestTensor& t) {
+    return std::all_of(t.host.begin(), t.host.end(), [](unsigned char c) { return c == 0xFF; });
+}
+
 // Kernel test parameters: head dims and dtype.
 struct Config {
     int dim_qk, dim_v;
     DType dtype;
 };
 
-std::string config_name(const ::testing::TestParamInfo<Config>& info) {
+// Every head-dim pair and dtype the CUDA kernels support.
+inline std::vector<Config> all_configs() {
+    std::vector<Config> c;
+    for (auto [dqk, dv] : {std::pair{64, 64}, std::pair{128, 128}, std::pair{192, 128}, std::pair{256, 256}})
+        for (DType dt : {DType::bf16, DType::fp16}) c.push_back({dqk, dv, dt});
+    return c;
+}
+
+inline std::string config_name(const ::testing::TestParamInfo<Config>& info) {
     return "d" + std::to_string(info.param.dim_qk) + "_" + std::to_string(info.param.dim_v) + "_" +
            dtype_name(info.param.dtype);
 }
 
-bool device_is_sm80_or_newer() {
+inline bool device_is_sm80_or_newer() {
     if (!cuda_available()) return false;
     int device = 0, major = 0;
     return cudaGetDevice(&device) == cudaSuccess &&

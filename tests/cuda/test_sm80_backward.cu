@@ -716,19 +716,10 @@ TEST_P(Sm80Backward, SanitizerSmall) {
     check_backward(pr, Mask::band(true, 2, -1, 40), opt);
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, Sm80Backward,
-                         ::testing::Values(Config{64, 64, DType::bf16}, Config{64, 64, DType::fp16},
-                                           Config{128, 128, DType::bf16}, Config{128, 128, DType::fp16},
-                                           Config{192, 128, DType::bf16}, Config{192, 128, DType::fp16},
-                                           Config{256, 256, DType::bf16}, Config{256, 256, DType::fp16}),
-                         config_name);
+INSTANTIATE_TEST_SUITE_P(Configs, Sm80Backward, ::testing::ValuesIn(all_configs()), config_name);
 
 // ---------------------------------------------------------------------------------------------
 // Errors: rejected before any kernel runs, nothing written.
-
-bool all_poisoned(const TestTensor& t) {
-    return std::all_of(t.host.begin(), t.host.end(), [](unsigned char c) { return c == 0xFF; });
-}
 
 TEST(Sm80BackwardErrors, BlockSparseTilesMustFitTheKernel) {
     CCATTN_REQUIRE_SM80();
