@@ -68,6 +68,18 @@ void set_seqlens(const OptTensor& cu_q, const OptTensor& cu_k, Tensor& q_view, T
     if (cu_k) k_view = view(*cu_k, "cu_seqlens_k");
 }
 
+// What forward and backward arguments share: sequence offsets, the band, scale, backend, stream.
+template <class Args>
+void set_call(const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf, std::optional<int64_t> diag_offset,
+              std::optional<int64_t> window_left, std::optional<double> scale, const Launch& launch, Args& a) {
+    set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
+    a.mask = Mask::band(causal, cf, diag_offset, window_left);
+    if (scale) a.scale = float(*scale);
+    a.backend = launch.backend;
+    a.stream = launch.stream;
+    a.num_threads = launch.num_threads;
+}
+
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                                            const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                            std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
@@ -91,12 +103,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Ten
     a.v = view(v, "v");
     a.out = view(out, "out");
     a.lse = view(lse, "lse");
-    set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
-    a.mask = Mask::band(causal, cf, diag_offset, window_left);
-    if (scale) a.scale = float(*scale);
-    a.backend = launch.backend;
-    a.stream = launch.stream;
-    a.num_threads = launch.num_threads;
+    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, launch, a);
     check(ccattn::forward(a), "attention");
     return {out, lse};
 }
@@ -124,12 +131,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     a.dq = view(dq, "dq");
     a.dk = view(dk, "dk");
     a.dv = view(dv, "dv");
-    set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
-    a.mask = Mask::band(causal, cf, diag_offset, window_left);
-    if (scale) a.scale = float(*scale);
-    a.backend = launch.backend;
-    a.stream = launch.stream;
-    a.num_threads = launch.num_threads;
+    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, launch, a);
     check(ccattn::backward(a), "attention backward");
     return {dq, dk, dv};
 }
