@@ -124,6 +124,10 @@ void reference_backward(const core::AttnParams& p, Reference& r) {
     std::vector<double> k = dense(p, p.k, p.k_strides, true, hkv, dqk);
     std::vector<double> v = dense(p, p.v, p.v_strides, true, hkv, dv);
     std::vector<double> dout = dense(p, p.dout, p.dout_strides, false, hq, dv);
+    // D = rowsum(dO * out) from the out the backward is given (the contract's definition), not from
+    // the exact fp64 out: where a row's gradient cancels to near zero, the dtype rounding of out is
+    // what dq measures (seen on a varlen row with two visible keys: 0.0062 against 0.0010).
+    std::vector<double> out = dense(p, p.out, p.out_strides, false, hq, dv);
     r.dq.assign(std::size_t(p.total_q * hq * dqk), 0.0);
     r.dk.assign(std::size_t(p.total_k * hkv * dqk), 0.0);
     r.dv.assign(std::size_t(p.total_k * hkv * dv), 0.0);
@@ -135,7 +139,7 @@ void reference_backward(const core::AttnParams& p, Reference& r) {
         const double* qi = &q[std::size_t((row * hq + h) * dqk)];
         const double* doi = &dout[std::size_t((row * hq + h) * dv)];
         double* dqi = &r.dq[std::size_t((row * hq + h) * dqk)];
-        const double d_i = dot(doi, &r.out[std::size_t((row * hq + h) * dv)], dv);
+        const double d_i = dot(doi, &out[std::size_t((row * hq + h) * dv)], dv);
         for (std::int64_t j = 0; j < seq.seqlen_k; ++j) {
             if (!reference_visible(p, b, h, i, j)) continue;
             std::size_t kj = std::size_t((krow0 + j) * hkv + hk);

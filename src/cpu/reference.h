@@ -21,8 +21,9 @@ struct Reference {
 // Reads p's host tensors q, k, v through their strides.
 Reference reference_forward(const core::AttnParams& p);
 
-// Fills r.dq, r.dk, r.dv from p's q, k, v, dout and the reference's own fp64 out and lse (computed
-// here when r holds none): D_i = sum(dO_i * O_i).
+// Fills r.dq, r.dk, r.dv from p's q, k, v, dout, the reference's own fp64 lse (computed here when r
+// holds none) and, as the contract defines the backward, p's out as given: D_i = sum(dO_i * out_i).
+// p.out must hold the forward's output.
 void reference_backward(const core::AttnParams& p, Reference& r);
 
 // Is key j visible to query i (sequence-local) of batch b, query head h, under p's mask?
