@@ -511,6 +511,23 @@ inline std::vector<Config> all_configs() {
     return c;
 }
 
+// A fixed-length problem of one config; the seed follows from the sizes (and `salt`, so that two suites
+// can draw different inputs for the same sizes).
+inline Problem config_problem(const Config& c, std::int64_t sq, std::int64_t sk, int hq, int hkv, int batch,
+                              std::uint64_t salt) {
+    Problem pr;
+    pr.batch = batch;
+    pr.seqlen_q = sq;
+    pr.seqlen_k = sk;
+    pr.heads_q = hq;
+    pr.heads_kv = hkv;
+    pr.dim_qk = c.dim_qk;
+    pr.dim_v = c.dim_v;
+    pr.dtype = c.dtype;
+    pr.seed = std::uint64_t(sq * 1000003 + sk * 101 + hq * 7 + hkv + batch * 13 + pr.dim_qk) + salt;
+    return pr;
+}
+
 inline std::string config_name(const ::testing::TestParamInfo<Config>& info) {
     return "d" + std::to_string(info.param.dim_qk) + "_" + std::to_string(info.param.dim_v) + "_" +
            dtype_name(info.param.dtype);

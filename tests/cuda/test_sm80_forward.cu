@@ -319,17 +319,7 @@ class Sm80Forward : public ::testing::TestWithParam<Config> {
         if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs a CUDA device of compute capability 8.0 or newer";
     }
     Problem problem(std::int64_t sq, std::int64_t sk, int hq = 2, int hkv = 1, int batch = 1) const {
-        Problem pr;
-        pr.batch = batch;
-        pr.seqlen_q = sq;
-        pr.seqlen_k = sk;
-        pr.heads_q = hq;
-        pr.heads_kv = hkv;
-        pr.dim_qk = GetParam().dim_qk;
-        pr.dim_v = GetParam().dim_v;
-        pr.dtype = GetParam().dtype;
-        pr.seed = std::uint64_t(sq * 1000003 + sk * 101 + hq * 7 + hkv + batch * 13 + pr.dim_qk);
-        return pr;
+        return config_problem(GetParam(), sq, sk, hq, hkv, batch, 0);
     }
 };
 
