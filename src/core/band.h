@@ -17,6 +17,8 @@ CCATTN_HD std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return -floor_
 CCATTN_HD std::int64_t clamp(std::int64_t x, std::int64_t lo, std::int64_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
+CCATTN_HD std::int64_t min(std::int64_t a, std::int64_t b) { return a < b ? a : b; }
+CCATTN_HD std::int64_t max(std::int64_t a, std::int64_t b) { return a < b ? b : a; }
 
 constexpr std::int64_t kNoWindow = -1;
 

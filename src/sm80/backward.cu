@@ -1,7 +1,8 @@
 // sm80::backward: checks what the kernels need beyond validation and the backend's checks (block-sparse
-// tile sizes, shared memory), allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with
-// cudaFreeAsync when the call returns) and runs preprocess -> block-sparse bit lists -> main kernel ->
-// dq conversion. The runtime -> compile-time dispatch (head dims, then dtype) is launch_main.
+// tile sizes, shared memory), cuts the q range into chunks when the kv-tiles alone cannot fill the GPU,
+// allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with cudaFreeAsync when the call
+// returns) and runs preprocess -> block-sparse bit lists -> main kernel -> conversions of the fp32
+// accumulators. The runtime -> compile-time dispatch (head dims, then dtype) is launch_main.
 #include <cstdint>
 #include <string>
 
@@ -10,6 +11,7 @@
 
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
+#include "sm80/backward_chunks.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_preprocess.h"
 #include "sm80/backward_sparse.h"
@@ -55,13 +57,24 @@ class Workspace {
 
   private:
     cudaStream_t stream_;
-    void* ptrs_[4] = {};
+    void* ptrs_[6] = {};
     int count_ = 0;
 };
 
 unsigned blocks_for(std::int64_t threads, int block) {
     const std::int64_t blocks = core::ceil_div(threads, block);
     return unsigned(blocks < (1 << 20) ? blocks : (1 << 20));  // grid-stride loops cover the rest
+}
+
+// Converts one fp32 accumulator into its output tensor.
+cudaError_t convert(const AccumToOutput& a, bool bf16, cudaStream_t stream) {
+    const std::int64_t pairs = a.rows * a.heads;
+    if (pairs == 0) return cudaSuccess;
+    constexpr int kBlock = 256;
+    const unsigned grid = blocks_for(pairs * (a.dim / 8), kBlock);
+    if (bf16) backward_convert_kernel<cutlass::bfloat16_t><<<grid, kBlock, 0, stream>>>(a);
+    else backward_convert_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(a);
+    return cudaGetLastError();
 }
 
 }  // namespace
@@ -95,9 +108,10 @@ Status backward(const core::AttnParams& p) {
         bp.sparse.q_subtiles = int(tm / tile.q_tile);
     }
 
-    int device = 0, smem_limit = 0;
+    int device = 0, smem_limit = 0, sms = 0;
     cudaError_t err = cudaGetDevice(&device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
     if (err != cudaSuccess) return cuda::cuda_status(err, "device query");
     const int smem = backward_smem_bytes(tile, p.dim_qk, p.dim_v);
     if (smem > smem_limit)
@@ -105,18 +119,27 @@ Status backward(const core::AttnParams& p) {
                                             std::to_string(smem) + " bytes of shared memory per block; this GPU has " +
                                             std::to_string(smem_limit));
 
-    // Workspace: fp32 dQ accumulator and D, plus the block-sparse bit sets. Nothing is written to the
-    // outputs unless every allocation succeeded.
+    bp.chunks = q_chunks(p, tile, bp.sparse, sms);
+    const bool chunked = bp.chunks.count > 1;
+
+    // Workspace: fp32 dQ accumulator and D, the block-sparse bit sets, the fp32 dK and dV accumulators
+    // of a chunked q range. Nothing is written to the outputs unless every allocation succeeded.
     auto stream = static_cast<cudaStream_t>(p.stream);
     Workspace ws(stream);
     const std::int64_t pairs = p.total_q * p.heads_q;
+    const std::int64_t key_pairs = chunked ? p.total_k * p.heads_kv : 0;
     const std::int64_t sparse_words = sparse ? std::int64_t(p.batch) * p.heads_q * bp.sparse.kv_tiles * bp.sparse.words : 0;
     unsigned long long *visit = nullptr, *full = nullptr;
     if ((err = ws.alloc(bp.dq_accum, pairs * p.dim_qk)) != cudaSuccess || (err = ws.alloc(bp.dsum, pairs)) != cudaSuccess ||
-        (err = ws.alloc(visit, sparse_words)) != cudaSuccess || (err = ws.alloc(full, sparse_words)) != cudaSuccess)
+        (err = ws.alloc(visit, sparse_words)) != cudaSuccess || (err = ws.alloc(full, sparse_words)) != cudaSuccess ||
+        (err = ws.alloc(bp.dk_accum, key_pairs * p.dim_qk)) != cudaSuccess ||
+        (err = ws.alloc(bp.dv_accum, key_pairs * p.dim_v)) != cudaSuccess)
         return cuda::cuda_status(err, "workspace allocation");
     bp.sparse.visit = visit;
     bp.sparse.full = full;
+    if (key_pairs > 0 && ((err = cudaMemsetAsync(bp.dk_accum, 0, key_pairs * p.dim_qk * 4, stream)) != cudaSuccess ||
+                          (err = cudaMemsetAsync(bp.dv_accum, 0, key_pairs * p.dim_v * 4, stream)) != cudaSuccess))
+        return cuda::cuda_status(err, "workspace clear");
 
     const bool bf16 = p.dtype == DType::bf16;
     constexpr int kBlock = 256;
@@ -137,12 +160,16 @@ Status backward(const core::AttnParams& p) {
         if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "preprocess");
     }
     if ((err = launch_main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
-    if (pairs > 0) {
-        const unsigned grid = blocks_for(pairs * (p.dim_qk / 8), kBlock);
-        if (bf16) backward_convert_dq_kernel<cutlass::bfloat16_t><<<grid, kBlock, 0, stream>>>(bp);
-        else backward_convert_dq_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(bp);
-        if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "dq conversion");
-    }
+    const bool varlen = p.varlen();
+    if ((err = convert({bp.dq_accum, p.dq, p.dq_strides, p.total_q, p.seqlen_q, p.heads_q, p.dim_qk, varlen, p.scale},
+                       bf16, stream)) != cudaSuccess)
+        return cuda::cuda_status(err, "dq conversion");
+    if (chunked &&
+        ((err = convert({bp.dk_accum, p.dk, p.dk_strides, p.total_k, p.seqlen_k, p.heads_kv, p.dim_qk, varlen, 1.f}, bf16,
+                        stream)) != cudaSuccess ||
+         (err = convert({bp.dv_accum, p.dv, p.dv_strides, p.total_k, p.seqlen_k, p.heads_kv, p.dim_v, varlen, 1.f}, bf16,
+                        stream)) != cudaSuccess))
+        return cuda::cuda_status(err, "dk / dv conversion");
     return Status::success();
 }
 

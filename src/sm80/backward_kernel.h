@@ -1,12 +1,14 @@
 // The backward main kernel, FlashAttention-2 style on mma.sync (sm80 and later).
 //
-// One CTA per (kv-tile, KV head, batch). It keeps its K and V tiles in shared memory and its dK, dV
-// accumulators in registers (fp32), and walks the q-tiles that see the kv-tile (QTileSchedule). With GQA
-// a q-tile packs the G query heads of the KV head, so one pass accumulates the whole group. Per q-tile:
+// One CTA per (kv-tile, q chunk, KV head, batch). It keeps its K and V tiles in shared memory and its
+// dK, dV accumulators in registers (fp32), and walks the q-tiles of its chunk that see the kv-tile
+// (QTileSchedule). With GQA a q-tile packs the G query heads of the KV head, so one pass accumulates
+// the whole group. Per q-tile:
 //   S  = Q K^T,  P = exp2(S * scale * log2 e - lse * log2 e)  (masked pairs and empty rows give P = 0)
 //   dP = dO V^T, dS = P * (dP - D)
 //   dV += P^T dO,  dK += dS^T Q,  dQ_accum += dS K  (fp32 atomics; the convert kernel scales it)
 // Q and dO tiles are double-buffered where shared memory allows (cp.async prefetch of the next q-tile).
+// With one chunk per kv-tile the CTA writes dK and dV; with several it adds them into fp32 accumulators.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +52,29 @@ __device__ __forceinline__ auto smem_tile(Element* smem, int offset) {
     return make_tensor(make_smem_ptr(smem + offset), Layout{});
 }
 
+// acc * scale added into fp32 rows with atomics: row_ptr(r) is tile row r's destination, or nullptr
+// for rows not stored. Two adjacent columns at once where the hardware has it (sm90).
+template <int kM, int kN, class Mma, class Acc, class RowPtr>
+__device__ __forceinline__ void atomic_add_rows(const Mma& mma, Acc& acc, float scale, int tid, RowPtr row_ptr) {
+    auto coord = rowcol(mma.get_thread_slice(tid).partition_C(make_identity_tensor(Shape<Int<kM>, Int<kN>>{})));
+    auto v = rowcol(acc);
+    CUTE_UNROLL
+    for (int r = 0; r < size<0>(v); ++r) {
+        float* dst = row_ptr(get<0>(coord(r, 0)));
+        if (dst == nullptr) continue;
+        CUTE_UNROLL
+        for (int c = 0; c < size<1>(v); c += 2) {
+            float* d = dst + get<1>(coord(r, c));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            atomicAdd(reinterpret_cast<float2*>(d), make_float2(v(r, c) * scale, v(r, c + 1) * scale));
+#else
+            atomicAdd(d, v(r, c) * scale);
+            atomicAdd(d + 1, v(r, c + 1) * scale);
+#endif
+        }
+    }
+}
+
 // Where one CTA works: its batch, KV head, sequence and first key.
 struct CtaCoord {
     int b = 0, kv_head = 0;
@@ -57,6 +82,7 @@ struct CtaCoord {
     core::CompressedBand band;
     std::int64_t n0 = 0;
     std::int64_t q_row0 = 0;  // dense row of the sequence's first query (workspaces)
+    std::int64_t k_row0 = 0;  // dense row of its first key
 };
 
 // Uniform per-CTA state, kept in shared memory so that it costs no registers next to the dK / dV
@@ -200,30 +226,16 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
     typename T::MmadKV mma_dkv;
     gemm_smem<LdsmT, LdsmT>(acc_dv, mma_dkv, sPt, fPt, sdOt, fdOt, tid);
 
-    // dQ_accum += dS K: fp32 atomics, two adjacent columns at once where the hardware has them (sm90).
+    // dQ_accum += dS K (fp32 atomics).
     {
         typename T::MmadQ mma_dq;
         Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDqk>>{});  // (MMA, MMA_M, MMA_N)
         clear(acc_dq);
         gemm_smem<LdsmN, LdsmT>(acc_dq, mma_dq, sdS, sdS, sKt, fKt, tid);
-        auto dq_coord = rowcol(mma_dq.get_thread_slice(tid).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kDqk>>{})));
-        auto dq = rowcol(acc_dq);
-        CUTE_UNROLL
-        for (int r = 0; r < size<0>(dq); ++r) {
-            const QRow q = q_row(t, get<0>(dq_coord(r, 0)), kBlockM, cta.seq.seqlen_q);
-            if (!q.valid) continue;
-            float* dst = bp.dq_accum + ((cta.q_row0 + q.i) * p.heads_q + q.h) * kDqk;
-            CUTE_UNROLL
-            for (int c = 0; c < size<1>(dq); c += 2) {
-                float* d = dst + get<1>(dq_coord(r, c));
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-                atomicAdd(reinterpret_cast<float2*>(d), make_float2(dq(r, c), dq(r, c + 1)));
-#else
-                atomicAdd(d, dq(r, c));
-                atomicAdd(d + 1, dq(r, c + 1));
-#endif
-            }
-        }
+        atomic_add_rows<kBlockM, kDqk>(mma_dq, acc_dq, 1.f, tid, [&](int r) -> float* {
+            const QRow q = q_row(t, r, kBlockM, cta.seq.seqlen_q);
+            return q.valid ? bp.dq_accum + ((cta.q_row0 + q.i) * p.heads_q + q.h) * kDqk : nullptr;
+        });
     }
 
     // dK += dS^T Q (scaled once, in the epilogue).
@@ -231,10 +243,10 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
 }
 
 // One CTA's whole job: every q-tile of its schedule, then dK and dV of its kv-tile (zeros when no
-// query sees it).
+// query sees it), or their parts from its chunk.
 template <class Traits>
 __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, int kv_head, std::int64_t n_block,
-                                             typename Traits::Element* smem) {
+                                             int chunk, typename Traits::Element* smem) {
     using Element = typename Traits::Element;
     constexpr int kBlockN = Traits::kBlockN, kThreads = Traits::kThreads;
     const core::AttnParams& p = bp.p;
@@ -249,10 +261,11 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
         c.n0 = n_block * kBlockN;
         c.band = p.band.for_sequence(c.seq.seqlen_q, c.seq.seqlen_k);
         c.q_row0 = p.varlen() ? c.seq.row_q : std::int64_t(b) * p.seqlen_q;
+        c.k_row0 = p.varlen() ? c.seq.row_k : std::int64_t(b) * p.seqlen_k;
         state->has[0] = state->has[1] = false;
         if (c.n0 < c.seq.seqlen_k) {
-            new (&state->schedule) QTileSchedule(bp, c.band, b, kv_head, n_block, c.seq.seqlen_q, c.seq.seqlen_k,
-                                                 Traits::kBlockM, kBlockN);
+            new (&state->schedule) QTileSchedule(bp, c.band, b, kv_head, n_block, chunk, c.seq.seqlen_q,
+                                                 c.seq.seqlen_k, Traits::kBlockM, kBlockN);
             state->has[0] = state->schedule.next(state->tiles[0]);
             if (state->has[0]) state->has[1] = state->schedule.next(state->tiles[1]);
         }
@@ -277,7 +290,8 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
     clear(acc_dk);
     clear(acc_dv);
 
-    if (state->has[0]) {
+    const bool any_tile = state->has[0];
+    if (any_tile) {
         load_rows_async<kThreads>(sK, tid, key_rows(static_cast<const Element*>(p.k), p.k_strides));
         load_rows_async<kThreads>(sV, tid, key_rows(static_cast<const Element*>(p.v), p.v_strides));
         load_q_tile<Traits>(bp, cta, state->tiles[0], 0, smem, tid);
@@ -305,8 +319,21 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
         }
     }
 
-    // Epilogue: dK * scale and dV through shared memory (sK and sV are no longer read) to global rows.
     cp_async_wait<0>();
+    if (bp.chunks.count > 1) {  // a share of dK, dV: added into the fp32 accumulators
+        if (!any_tile) return;
+        auto key_accum = [&](float* base, int dim) {
+            return [&, base, dim](int r) -> float* {
+                const std::int64_t j = cta.n0 + r;
+                return j < cta.seq.seqlen_k ? base + ((cta.k_row0 + j) * p.heads_kv + cta.kv_head) * dim : nullptr;
+            };
+        };
+        atomic_add_rows<kBlockN, Traits::kDqk>(mma_dkv, acc_dk, p.scale, tid, key_accum(bp.dk_accum, Traits::kDqk));
+        atomic_add_rows<kBlockN, Traits::kDv>(mma_dkv, acc_dv, 1.f, tid, key_accum(bp.dv_accum, Traits::kDv));
+        return;
+    }
+
+    // Epilogue: dK * scale and dV through shared memory (sK and sV are no longer read) to global rows.
     CUTE_UNROLL
     for (int i = 0; i < size(acc_dk); ++i) acc_dk(i) *= p.scale;
     auto store_c = make_tiled_copy_C(AccumStoreCopy<Element>{}, mma_dkv);
@@ -327,8 +354,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) backward_kernel(const __g
     extern __shared__ __align__(128) unsigned char smem_raw[];
     auto* smem = reinterpret_cast<typename Traits::Element*>(smem_raw);
     const std::int64_t heads = std::int64_t(bp.p.batch) * bp.p.heads_kv;
+    const unsigned kv_tiles = unsigned(core::num_tiles(bp.p.seqlen_k, Traits::kBlockN));
+    const int chunk = int(blockIdx.x / kv_tiles);  // chunk-major: CTAs of one chunk run together
     for (std::int64_t bh = blockIdx.y; bh < heads; bh += gridDim.y) {
-        backward_cta<Traits>(bp, int(bh / bp.p.heads_kv), int(bh % bp.p.heads_kv), blockIdx.x, smem);
+        backward_cta<Traits>(bp, int(bh / bp.p.heads_kv), int(bh % bp.p.heads_kv), blockIdx.x % kv_tiles, chunk, smem);
         __syncthreads();  // the next (batch, head) reuses shared memory
     }
 }
@@ -339,14 +368,14 @@ template <int kDqk, int kDv, DType kDType>
 cudaError_t launch_backward(const BackwardParams& params, cudaStream_t stream) {
     using Traits = BackwardTraits<kDqk, kDv, kDType>;
     const core::AttnParams& p = params.p;
-    const std::int64_t kv_tiles = core::num_tiles(p.seqlen_k, Traits::kBlockN);
+    const std::int64_t ctas = core::num_tiles(p.seqlen_k, Traits::kBlockN) * params.chunks.count;
     const std::int64_t heads = std::int64_t(p.batch) * p.heads_kv;
-    if (kv_tiles == 0 || heads == 0) return cudaSuccess;
-    if (kv_tiles > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    if (ctas == 0 || heads == 0) return cudaSuccess;
+    if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
     auto kernel = bwd::backward_kernel<Traits>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes);
     if (err != cudaSuccess) return err;
-    const dim3 grid(unsigned(kv_tiles), unsigned(heads < 65535 ? heads : 65535));
+    const dim3 grid(unsigned(ctas), unsigned(heads < 65535 ? heads : 65535));
     kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params);
     return cudaGetLastError();
 }

@@ -25,11 +25,25 @@ struct SparseBits {
     int q_subtiles = 1;         // kernel q-tiles per sparse q-tile: sparse_tile_m / kernel q_tile
 };
 
+// Compressed keys leave few kv-tiles (128K -> 2K keys: 16 per KV head), too few CTAs for the GPU, so
+// the q range is cut into chunks: chunk c holds q-tiles [c * length, (c + 1) * length) (for block-sparse
+// lists, sparse q-tiles, of every query head of the group), and CTA (kv-tile, chunk) visits the part of
+// its range inside it. Chunks sit at the same q-tiles for every kv-tile, so the CTAs running together
+// read the same Q and dO rows from L2. With more than one chunk, dK and dV are sums over CTAs: added
+// into fp32 accumulators (dK already scaled), which a conversion kernel writes out.
+struct QChunks {
+    int count = 1;
+    std::int64_t length = std::int64_t(1) << 62;  // in (sparse) q-tiles
+};
+
 struct BackwardParams {
     core::AttnParams p;
     float* dq_accum = nullptr;  // fp32 [total_q, Hq, Dqk], dense; zeroed by the preprocess kernel
     float* dsum = nullptr;      // fp32 [total_q, Hq]: D = rowsum(dO * O)
     SparseBits sparse;          // block-sparse masks only
+    QChunks chunks;
+    float* dk_accum = nullptr;  // fp32 [total_k, Hkv, Dqk], dense, zeroed: when chunks.count > 1
+    float* dv_accum = nullptr;  // fp32 [total_k, Hkv, Dv]
 };
 
 // Runs the main kernel (dK, dV written; dQ accumulated into dq_accum) for one head-dim pair and dtype.

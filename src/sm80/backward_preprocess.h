@@ -1,7 +1,8 @@
-// The backward's two small kernels around the main one:
+// The backward's small kernels around the main one:
 //   preprocess: D = rowsum(dO * O) in fp32 per (query row, head), and zeroes the fp32 dQ accumulator;
-//   convert:    dq = dq_accum * scale in the input dtype, through dq's strides.
-// Both run over the dense rows R of all sequences (R = b * Sq + i for fixed length, the varlen row
+//   convert:    an fp32 accumulator (dQ; dK and dV when the q range was chunked) times a scale, in the
+//               input dtype, through the output's strides.
+// They run over the dense rows R of all sequences (R = b * S + i for fixed length, the varlen row
 // otherwise), 16 bytes per thread access; the dispatch checks that rows are 16-byte aligned.
 #pragma once
 
@@ -14,13 +15,13 @@
 
 namespace ccattn::sm80 {
 
-// Tensor element offset of dense row R, head h: fixed-length rows split into (b, i), varlen rows are
-// tensor rows already (batch stride 0).
-__device__ __forceinline__ std::int64_t dense_row_offset(const core::AttnParams& p, const core::Strides& s,
+// Tensor element offset of dense row R, head h, for sequences of `seqlen` rows: fixed-length rows split
+// into (b, i), varlen rows are tensor rows already (batch stride 0).
+__device__ __forceinline__ std::int64_t dense_row_offset(bool varlen, std::int64_t seqlen, const core::Strides& s,
                                                          std::int64_t row, int h) {
-    if (p.varlen()) return core::offset(s, 0, 0, row, h);
-    const std::int64_t b = row / p.seqlen_q;
-    return core::offset(s, int(b), 0, row - b * p.seqlen_q, h);
+    if (varlen) return core::offset(s, 0, 0, row, h);
+    const std::int64_t b = row / seqlen;
+    return core::offset(s, int(b), 0, row - b * seqlen, h);
 }
 
 template <class Element>
@@ -49,8 +50,8 @@ __global__ void backward_preprocess_kernel(BackwardParams bp, int lanes) {
         const int h = int(pair % p.heads_q);
         float sum = 0.f;
         if (ok) {
-            const Element* d_row = dout + dense_row_offset(p, p.dout_strides, row, h);
-            const Element* o_row = out + dense_row_offset(p, p.out_strides, row, h);
+            const Element* d_row = dout + dense_row_offset(p.varlen(), p.seqlen_q, p.dout_strides, row, h);
+            const Element* o_row = out + dense_row_offset(p.varlen(), p.seqlen_q, p.out_strides, row, h);
             for (int c = lane * 8; c < p.dim_v; c += lanes * 8) {
                 float a[8], o[8];
                 unpack8<Element>(*reinterpret_cast<const uint4*>(d_row + c), a);
@@ -66,25 +67,36 @@ __global__ void backward_preprocess_kernel(BackwardParams bp, int lanes) {
     }
 }
 
+// An fp32 accumulator [rows, heads, dim] over dense rows and the tensor it is written to.
+struct AccumToOutput {
+    const float* accum = nullptr;
+    void* out = nullptr;
+    core::Strides strides;
+    std::int64_t rows = 0, seqlen = 0;  // dense rows; rows per sequence (fixed length)
+    int heads = 0, dim = 0;
+    bool varlen = false;
+    float scale = 1.f;
+};
+
 // One thread per 8 consecutive elements of one (row, head).
 template <class Element>
-__global__ void backward_convert_dq_kernel(BackwardParams bp) {
-    const core::AttnParams& p = bp.p;
-    const int chunks_per_pair = p.dim_qk / 8;
-    const std::int64_t chunks = p.total_q * p.heads_q * chunks_per_pair;
-    auto* dq = static_cast<Element*>(p.dq);
+__global__ void backward_convert_kernel(AccumToOutput a) {
+    const int chunks_per_pair = a.dim / 8;
+    const std::int64_t chunks = a.rows * a.heads * chunks_per_pair;
+    auto* out = static_cast<Element*>(a.out);
     for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < chunks;
          idx += std::int64_t(gridDim.x) * blockDim.x) {
         const std::int64_t pair = idx / chunks_per_pair;
         const int c = int(idx % chunks_per_pair) * 8;
-        const float4* src = reinterpret_cast<const float4*>(bp.dq_accum + pair * p.dim_qk + c);
+        const float4* src = reinterpret_cast<const float4*>(a.accum + pair * a.dim + c);
         const float4 lo = src[0], hi = src[1];
         const float f[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
         uint4 u;
         Element* e = reinterpret_cast<Element*>(&u);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) e[k] = Element(f[k] * p.scale);
-        *reinterpret_cast<uint4*>(dq + dense_row_offset(p, p.dq_strides, pair / p.heads_q, int(pair % p.heads_q)) + c) = u;
+        for (int k = 0; k < 8; ++k) e[k] = Element(f[k] * a.scale);
+        const std::int64_t row = pair / a.heads;
+        *reinterpret_cast<uint4*>(out + dense_row_offset(a.varlen, a.seqlen, a.strides, row, int(pair - row * a.heads)) + c) = u;
     }
 }
 

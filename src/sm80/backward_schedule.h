@@ -1,5 +1,5 @@
-// The backward's tile scheduler: the q-tiles one CTA (kv-tile, KV head, batch) visits, in order, and
-// how each is masked.
+// The backward's tile scheduler: the q-tiles one CTA (kv-tile, q chunk, KV head, batch) visits, in
+// order, and how each is masked. Each kind's q-tiles are cut to the CTA's chunk (QChunks).
 //   band:         q-tiles [begin, end) of core::q_tile_range, GQA-packed; full ones unmasked.
 //   mask_mod:     every q-tile of the sequence, GQA-packed, masked per element.
 //   block_sparse: per query head of the group (no packing), in ascending order, the q-tiles whose lists
@@ -99,9 +99,12 @@ CCATTN_HD int lowest_bit(std::uint64_t x) {
 class QTileSchedule {
   public:
     CCATTN_HD QTileSchedule(const BackwardParams& bp, const core::CompressedBand& band, int b, int kv_head,
-                             std::int64_t n_block, std::int64_t seqlen_q, std::int64_t seqlen_k, int q_tile, int kv_tile)
+                             std::int64_t n_block, int chunk, std::int64_t seqlen_q, std::int64_t seqlen_k, int q_tile,
+                             int kv_tile)
         : kind_(bp.p.mask_kind), group_(bp.p.group), head0_(kv_head * bp.p.group), q_tile_(q_tile) {
         const std::int64_t n0 = n_block * kv_tile;
+        const std::int64_t chunk_begin = chunk * bp.chunks.length;
+        const std::int64_t chunk_end = chunk_begin + bp.chunks.length;
         if (kind_ == MaskKind::block_sparse) {
             const SparseBits& s = bp.sparse;
             visit_ = s.visit;
@@ -109,18 +112,21 @@ class QTileSchedule {
             words_ = s.words;
             q_subtiles_ = s.q_subtiles;
             seqlen_q_ = seqlen_q;
-            // Sparse q-tiles holding rows of this sequence; bits past them are ignored.
-            sparse_q_tiles_ = core::ceil_div(seqlen_q, std::int64_t(q_tile) * s.q_subtiles);
+            // Sparse q-tiles of the chunk that hold rows of this sequence; bits past them are ignored.
+            t_begin_ = chunk_begin;
+            t_end_ = core::min(chunk_end, core::ceil_div(seqlen_q, std::int64_t(q_tile) * s.q_subtiles));
             ragged_kv_ = n0 + kv_tile > seqlen_k;
             // The sparse kv-tiles overlapping keys [n0, n0 + kv_tile).
             const std::int64_t kt0 = n0 / s.tile_n, kt1 = core::ceil_div(n0 + kv_tile, s.tile_n);
             kt_count_ = int((kt1 < s.kv_tiles ? kt1 : s.kv_tiles) - kt0);
             row0_ = (std::int64_t(b) * bp.p.heads_q + head0_) * s.kv_tiles + kt0;
             head_stride_ = s.kv_tiles;
-        } else if (kind_ == MaskKind::mask_mod) {
-            range_ = core::make_range(0, core::num_tiles(seqlen_q * group_, q_tile), 0, 0);
         } else {
-            range_ = core::q_tile_range(band, n0, kv_tile, seqlen_q, q_tile, group_);
+            const core::TileRange r = kind_ == MaskKind::mask_mod
+                                          ? core::make_range(0, core::num_tiles(seqlen_q * group_, q_tile), 0, 0)
+                                          : core::q_tile_range(band, n0, kv_tile, seqlen_q, q_tile, group_);
+            range_ = core::make_range(core::max(r.begin, chunk_begin), core::min(r.end, chunk_end), r.full_begin,
+                                      r.full_end);
         }
         m_ = range_.begin - 1;
     }
@@ -150,7 +156,7 @@ class QTileSchedule {
                 out.mask = sub_full_ != all ? TileMask::sparse : ragged_kv_ ? TileMask::bounds : TileMask::none;
                 return true;
             }
-            t_ = next_visit(t_ + 1);
+            t_ = next_visit(t_ < 0 ? t_begin_ : t_ + 1);
             s_ = -1;
             if (t_ >= 0) {
                 sub_visit_ = sub_bits(visit_, t_);
@@ -171,15 +177,16 @@ class QTileSchedule {
         return m;
     }
 
-    // First sparse q-tile >= from that visits any of this CTA's sparse kv-tiles for head g_, or -1.
+    // First sparse q-tile in [from, t_end_) that visits any of this CTA's sparse kv-tiles for head g_,
+    // or -1.
     CCATTN_HD std::int64_t next_visit(std::int64_t from) const {
-        for (std::int64_t w = from >> 6; w * 64 < sparse_q_tiles_; ++w) {
+        for (std::int64_t w = from >> 6; w * 64 < t_end_; ++w) {
             std::uint64_t x = 0;
             for (int u = 0; u < kt_count_; ++u) x |= bit_row(visit_, u)[w];
             if (w == from >> 6) x &= ~std::uint64_t(0) << (from & 63);
             if (x != 0) {
                 const std::int64_t t = w * 64 + lowest_bit(x);
-                return t < sparse_q_tiles_ ? t : -1;
+                return t < t_end_ ? t : -1;
             }
         }
         return -1;
@@ -192,7 +199,7 @@ class QTileSchedule {
     // block-sparse state
     const unsigned long long* visit_ = nullptr;
     const unsigned long long* full_ = nullptr;
-    std::int64_t words_ = 0, row0_ = 0, head_stride_ = 0, sparse_q_tiles_ = 0, seqlen_q_ = 0;
+    std::int64_t words_ = 0, row0_ = 0, head_stride_ = 0, t_begin_ = 0, t_end_ = 0, seqlen_q_ = 0;
     std::int64_t t_ = -1;
     int q_subtiles_ = 1, kt_count_ = 1, s_ = -1, g_ = 0;
     std::uint32_t sub_visit_ = 0, sub_full_ = 0;

@@ -18,6 +18,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <cute/tensor.hpp>
@@ -29,6 +30,7 @@
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
+#include "sm80/backward_chunks.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
 #include "sm80/backward_tiles.h"
@@ -86,6 +88,27 @@ std::vector<sm80::QTile> walk(sm80::QTileSchedule s) {
     sm80::QTile t;
     while (s.next(t)) tiles.push_back(t);
     return tiles;
+}
+
+// Cutting the q range into chunks of `length` (q-tiles, or sparse q-tiles) splits one CTA's walk: the
+// chunks' walks together hold exactly its q-tiles, each once, with the same masks.
+void expect_chunks_partition(sm80::BackwardParams bp, const core::CompressedBand& band, int b, int kv_head,
+                             std::int64_t n, std::int64_t sq, std::int64_t sk, int q_tile, int kv_tile,
+                             std::int64_t length) {
+    auto key = [](const sm80::QTile& t) {
+        return std::make_tuple(t.head0, t.m_block, t.pack, int(t.mask), t.sub_visit, t.sub_full);
+    };
+    std::vector<decltype(key(sm80::QTile{}))> whole, pieces;
+    for (const sm80::QTile& t : walk(sm80::QTileSchedule(bp, band, b, kv_head, n, 0, sq, sk, q_tile, kv_tile)))
+        whole.push_back(key(t));
+    bp.chunks.length = length;
+    bp.chunks.count = int(core::num_tiles(sq * bp.p.group, q_tile) / length + 2);  // more than enough
+    for (int c = 0; c < bp.chunks.count; ++c)
+        for (const sm80::QTile& t : walk(sm80::QTileSchedule(bp, band, b, kv_head, n, c, sq, sk, q_tile, kv_tile)))
+            pieces.push_back(key(t));
+    std::sort(whole.begin(), whole.end());
+    std::sort(pieces.begin(), pieces.end());
+    ASSERT_EQ(whole, pieces) << "chunks of " << length << " for kv-tile " << n;
 }
 
 // The accumulator -> shared-memory stores (P and dS of the S / dP MMA; dK, dV of the dK / dV MMA into
@@ -186,7 +209,7 @@ TEST(Sm80BackwardHost, BandScheduleMatchesBruteForce) {
         bp.p.heads_kv = 1;
         for (std::int64_t n = 0; n < core::num_tiles(sk, kv_tile); ++n) {
             bp.p.mask_kind = MaskKind::band;
-            const auto tiles = walk(sm80::QTileSchedule(bp, band, 0, 0, n, sq, sk, q_tile, kv_tile));
+            const auto tiles = walk(sm80::QTileSchedule(bp, band, 0, 0, n, 0, sq, sk, q_tile, kv_tile));
             for (std::size_t k = 1; k < tiles.size(); ++k) ASSERT_GT(tiles[k].m_block, tiles[k - 1].m_block);
             for (std::int64_t m = 0; m < core::num_tiles(sq * group, q_tile); ++m) {
                 bool any = false, all = true;
@@ -204,8 +227,10 @@ TEST(Sm80BackwardHost, BandScheduleMatchesBruteForce) {
                 if (it->mask == sm80::TileMask::none) ASSERT_TRUE(all) << "q-tile " << m << " runs unmasked";
                 else ASSERT_EQ(it->mask, sm80::TileMask::limits);
             }
+            expect_chunks_partition(bp, band, 0, 0, n, sq, sk, q_tile, kv_tile, pick(1, 5));
             bp.p.mask_kind = MaskKind::mask_mod;
-            const auto every = walk(sm80::QTileSchedule(bp, band, 0, 0, n, sq, sk, q_tile, kv_tile));
+            expect_chunks_partition(bp, band, 0, 0, n, sq, sk, q_tile, kv_tile, pick(1, 5));
+            const auto every = walk(sm80::QTileSchedule(bp, band, 0, 0, n, 0, sq, sk, q_tile, kv_tile));
             ASSERT_EQ(std::int64_t(every.size()), core::num_tiles(sq * group, q_tile));
             for (std::size_t k = 0; k < every.size(); ++k) {
                 EXPECT_EQ(every[k].m_block, std::int64_t(k));
@@ -266,7 +291,8 @@ TEST(Sm80BackwardHost, SparseScheduleMatchesLists) {
         for (int b = 0; b < batch; ++b)
             for (int kvh = 0; kvh < heads_kv; ++kvh)
                 for (std::int64_t n = 0; n < core::num_tiles(sk, kKvTile); ++n) {
-                    const auto tiles = walk(sm80::QTileSchedule(bp, band, b, kvh, n, sq, sk, kQTile, kKvTile));
+                    expect_chunks_partition(bp, band, b, kvh, n, sq, sk, kQTile, kKvTile, pick(1, 4));
+                    const auto tiles = walk(sm80::QTileSchedule(bp, band, b, kvh, n, 0, sq, sk, kQTile, kKvTile));
                     const std::int64_t n0 = n * kKvTile;
                     const std::int64_t kt0 = n0 / tn, kt1 = std::min(kv_tiles, core::ceil_div(n0 + kKvTile, tn));
                     std::size_t k = 0;
@@ -683,6 +709,32 @@ TEST_P(Sm80Backward, BlockSparseListsOfOtherTileSizes) {
 TEST_P(Sm80Backward, LongCausal) {
     // Many q-tiles per CTA (double-buffered prefetch), many CTAs accumulating each dQ row.
     check_backward(problem(1100, 1100, 1, 1), Mask::band(true), kBandOnly);
+}
+
+// The q-range chunks the backward picks for a problem under the band (QChunks).
+sm80::QChunks chunks_for(const Problem& pr, const Mask& band) {
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    core::AttnParams p;
+    const Status s = api::fill_backward_params(backward_args(t, band, Device::cuda), host_seqlens(t), p);
+    if (!s.ok()) throw std::runtime_error("fill_backward_params: " + s.to_string());
+    sm80::BackwardTile tile;
+    if (!sm80::backward_tile_for(p.dim_qk, p.dim_v, tile)) throw std::runtime_error("no backward tile");
+    int device = 0, sms = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    return sm80::q_chunks(p, tile, sm80::SparseBits{}, sms);
+}
+
+// Few kv-tiles and a long q range (compressed keys): the range is cut into chunks whose CTAs add their
+// dK, dV into fp32 accumulators; a short range runs whole (dK, dV written by the one CTA).
+TEST_P(Sm80Backward, ChunkedQRange) {
+    const Mask nsa = Mask::band(true, 16, -31);
+    const Problem chunked = problem(2100, 130, 8, 2);
+    EXPECT_GT(chunks_for(chunked, nsa).count, 1);
+    check_backward(chunked, nsa);
+    const Problem whole = problem(157, 157, 4, 2, 2);
+    EXPECT_EQ(chunks_for(whole, Mask::band(true)).count, 1);
 }
 
 // Small shapes that still cover unmasked and masked tiles, GQA packing with a group that does not
