@@ -2,7 +2,10 @@
 // uneven (under a causal band the last q-tile visits the most kv tiles), so tiles are handed out
 // longest first: all (head, batch) pairs of the last q-tile, then of the one before, and so on.
 // CTA c takes tiles c, c + grid, c + 2 grid, ... of that order: a static longest-first
-// round-robin, which both roles of a CTA follow without communicating.
+// round-robin, which both roles of a CTA follow without communicating. Each q-tile level starts
+// its (head, batch) pairs one further on: otherwise a CTA would meet only the pairs congruent to c
+// modulo gcd(grid, pairs), e.g. 2 of 6 varlen sequences (24 pairs, 132 CTAs), and the CTAs given
+// the longest sequence would do most of the work.
 #pragma once
 
 #include <cstdint>
@@ -33,8 +36,9 @@ struct TileScheduler {
 
     CCATTN_HD WorkTile tile(std::int64_t w) const {
         const std::int64_t per_m = std::int64_t(heads) * batch;
-        const std::int64_t rest = w % per_m;
-        return {num_m_blocks - 1 - w / per_m, int(rest % heads), int(rest / heads)};
+        const std::int64_t level = w / per_m;
+        const std::int64_t rest = (w - level * per_m + level) % per_m;
+        return {num_m_blocks - 1 - level, int(rest % heads), int(rest / heads)};
     }
 };
 
