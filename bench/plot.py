@@ -51,8 +51,10 @@ def main(path, out):
     axes[0].legend(ncol=4, fontsize=8)
     axes[1].set_xticks(range(len(cases)))
     axes[1].set_xticklabels(cases, rotation=30, ha="right", fontsize=8)
-    fig.suptitle(f"ccattn vs peers, bf16, {meta[1]}, {meta[0]} (FLOPs from exact visible pairs; "
-                 "hatched: peer figures from the anchor runs of the same day, not the same call)", fontsize=10)
+    anchors = any(y[1] for v in value.values() for y in v.values())
+    fig.suptitle(f"ccattn vs peers, bf16, {meta[1]}, {meta[0]} (FLOPs from exact visible pairs"
+                 + ("; hatched: peer figures from the anchor runs of the same day, not the same call)" if anchors else ")"),
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
