@@ -53,6 +53,8 @@ std::vector<Case> cases() {
         {"causal_gqa3_d96x64_strided", fixed(1, 203, 203, 6, 2, 96, 64, fp16, true, 14), Mask::band(true)},
         {"nsa_window_gqa8", fixed(1, 203, 51, 8, 1, 32, 32, bf16, false, 15), Mask::band(true, 4, -3, 5)},
         {"positive_delta_gqa16", fixed(1, 150, 40, 16, 1, 16, 16, bf16, false, 16), Mask::band(true, 4, 37)},
+        {"nsa_gqa32", fixed(1, 97, 5, 32, 1, 16, 16, fp16, false, 35), Mask::band(true, 16, -31)},
+        {"causal_gqa64_two_kv_heads", fixed(1, 41, 41, 128, 2, 16, 16, bf16, true, 36), Mask::band(true)},
         {"empty_rows", fixed(2, 113, 57, 2, 2, 64, 64, fp16, false, 17), Mask::band(true, 2, -100)},
         {"all_rows_empty", fixed(1, 30, 20, 2, 1, 32, 32, bf16, false, 18), Mask::band(true, 1, -40)},
         {"no_mask_gqa2", fixed(1, 77, 130, 4, 2, 64, 48, bf16, true, 19), Mask::none()},

@@ -656,7 +656,7 @@ TEST_P(Sm80Backward, Varlen) {
 }
 
 TEST_P(Sm80Backward, GqaGroups) {
-    for (int group : {1, 2, 3, 4, 5, 8, 16}) {  // 3 and 5 do not divide the 64-row q-tile
+    for (int group : {1, 2, 3, 4, 5, 8, 16, 32, 64}) {  // 3 and 5 do not divide the 64-row q-tile
         SCOPED_TRACE("group " + std::to_string(group));
         check_backward(problem(150, 75, 2 * group, 2), Mask::band(true, 2), kBandOnly);
     }

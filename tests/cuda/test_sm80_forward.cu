@@ -370,7 +370,7 @@ TEST_P(Sm80Forward, Varlen) {
 }
 
 TEST_P(Sm80Forward, GqaGroups) {
-    for (int group : {1, 2, 3, 4, 6, 8, 16}) {
+    for (int group : {1, 2, 3, 4, 6, 8, 16, 32, 64}) {
         SCOPED_TRACE("group " + std::to_string(group));
         check_forward(problem(150, 75, 2 * group, 2), Mask::band(true, 2));
     }
