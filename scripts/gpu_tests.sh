@@ -17,7 +17,7 @@ sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-san
 # test binary -> the tests small enough to run under the sanitizer
 declare -A subsets=(
   [test_sm80_forward]='Configs/Sm80Forward.SanitizerSmall/*:Sm80ForwardErrors.*'
-  [test_sm80_backward]='*SanitizerSmall*'
+  [test_backward]='*SanitizerSmall*'
   [test_sm90_forward]='Sm90Forward.EmptyRowsAndTiles:Sm90Forward.VarlenWithEmptySequences:Sm90Forward.MaskMod:Sm90Forward.BlockSparse'
 )
 for binary in "${!subsets[@]}"; do

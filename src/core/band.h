@@ -41,6 +41,16 @@ struct CompressedBand {
     CCATTN_HD std::int64_t hi(std::int64_t i) const {
         return causal ? clamp(diag(i) + 1, 0, seqlen_k) : seqlen_k;
     }
+
+    // The band solved for the rows: key j in [0, Sk) is seen by rows [begin, end) of [0, seqlen_q),
+    // both non-decreasing in j (the backward masks its transposed scores by them), since
+    //   causal: hi(i) > j  <=> floor((i + delta) / cf) >= j      <=> i >= j * cf - delta
+    //   window: lo(i) <= j <=> floor((i + delta) / cf) - w <= j  <=> i < (j + w + 1) * cf - delta
+    CCATTN_HD void rows_seeing(std::int64_t j, std::int64_t seqlen_q, std::int64_t& begin, std::int64_t& end) const {
+        begin = causal ? clamp(j * compress_factor - diag_offset, 0, seqlen_q) : 0;
+        end = window_left == kNoWindow ? seqlen_q
+                                       : clamp((j + window_left + 1) * compress_factor - diag_offset, 0, seqlen_q);
+    }
 };
 
 // The default diagonal offset: flash-attn's bottom-right alignment for cf = 1, the seed's

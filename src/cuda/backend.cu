@@ -1,6 +1,7 @@
 // The CUDA backend's dispatch table: what every CUDA kernel needs beyond validation (dtype, head dims,
 // 16-byte aligned rows, sizes), then the kernel family for the device's compute capability.
-//   compute capability 9.0: the sm90 forward (wgmma, TMA) for what sm90::supports(p), else sm80
+//   compute capability 9.0: the sm90 forward (wgmma, TMA) for what sm90::supports(p), the sm90
+//                           backward for what sm90::supports_backward(p), else sm80
 //   compute capability >= 8.0: sm80 kernels (mma.sync)
 //   below 8.0: unsupported
 // CCATTN_KERNELS=sm80 in the environment keeps Hopper on the sm80 kernels (to compare the two).
@@ -113,15 +114,16 @@ bool use_sm90(int cc) {
     return cc == 90 && !sm80_only;
 }
 
-// The kernel family per compute capability (Hopper kernels exist for the forward only).
-template <class Sm80Kernel>
-Status dispatch(const core::AttnParams& p, bool backward, Sm80Kernel&& sm80_kernel, bool sm90_forward) {
+// The kernel family per compute capability: the Hopper kernel where it runs p, else sm80's.
+template <class Sm90Supports, class Sm90Kernel, class Sm80Kernel>
+Status dispatch(const core::AttnParams& p, bool backward, Sm90Supports&& sm90_supports, Sm90Kernel&& sm90_kernel,
+                Sm80Kernel&& sm80_kernel) {
     Status s = check_supported(p, backward);
     if (!s.ok()) return s;
     int cc = 0;
     if (!(s = compute_capability(cc)).ok()) return s;
     if (cc < 80) return below_sm80(cc);
-    if (sm90_forward && use_sm90(cc) && sm90::supports(p)) return sm90::forward(p);
+    if (use_sm90(cc) && sm90_supports(p)) return sm90_kernel(p);
     return sm80_kernel(p);
 }
 
@@ -145,8 +147,10 @@ Status copy_to_host(const std::int32_t* device_ptr, std::int64_t count, std::int
                        "cudaMemcpy of cu_seqlens");
 }
 
-Status forward(const core::AttnParams& p) { return dispatch(p, false, sm80::forward, true); }
-Status backward(const core::AttnParams& p) { return dispatch(p, true, sm80::backward, false); }
+Status forward(const core::AttnParams& p) { return dispatch(p, false, sm90::supports, sm90::forward, sm80::forward); }
+Status backward(const core::AttnParams& p) {
+    return dispatch(p, true, sm90::supports_backward, sm90::backward, sm80::backward);
+}
 
 }  // namespace ccattn::cuda
 

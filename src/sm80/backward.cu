@@ -2,7 +2,8 @@
 // tile sizes, shared memory), cuts the q range into chunks when the kv-tiles alone cannot fill the GPU,
 // allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with cudaFreeAsync when the call
 // returns) and runs preprocess -> block-sparse bit lists -> main kernel -> conversions of the fp32
-// accumulators. The runtime -> compile-time dispatch (head dims, then dtype) is launch_main.
+// accumulators. The runtime -> compile-time dispatch (head dims, then dtype) of sm80's main kernel is
+// sm80_main; the Hopper kernel brings its own (src/sm90/backward.cu).
 #include <cstdint>
 #include <string>
 
@@ -28,7 +29,7 @@ cudaError_t launch_for_dtype(const BackwardParams& bp, cudaStream_t stream) {
 }
 
 // Head dims were checked against the tile table before.
-cudaError_t launch_main(const BackwardParams& bp, cudaStream_t stream) {
+cudaError_t sm80_main(const BackwardParams& bp, cudaStream_t stream) {
     switch (bp.p.dim_qk) {
         case 64: return launch_for_dtype<64, 64>(bp, stream);
         case 128: return launch_for_dtype<128, 128>(bp, stream);
@@ -79,7 +80,9 @@ cudaError_t convert(const AccumToOutput& a, bool bf16, cudaStream_t stream) {
 
 }  // namespace
 
-Status backward(const core::AttnParams& p) {
+Status backward(const core::AttnParams& p) { return backward_with(p, &sm80_main); }
+
+Status backward_with(const core::AttnParams& p, BackwardMain main) {
     BackwardTile tile;
     if (!backward_tile_for(p.dim_qk, p.dim_v, tile))  // the backend dispatch checked head dims already
         return Status::unsupported("q", "no sm80 backward for head dims " + std::to_string(p.dim_qk) + "/" +
@@ -159,7 +162,7 @@ Status backward(const core::AttnParams& p) {
         else backward_preprocess_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(bp, lanes);
         if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "preprocess");
     }
-    if ((err = launch_main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
+    if ((err = main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
     const bool varlen = p.varlen();
     if ((err = convert({bp.dq_accum, p.dq, p.dq_strides, p.total_q, p.seqlen_q, p.heads_q, p.dim_qk, varlen, p.scale},
                        bf16, stream)) != cudaSuccess)

@@ -51,4 +51,8 @@ struct BackwardParams {
 template <int kDqk, int kDv, DType kDType>
 cudaError_t launch_backward(const BackwardParams& params, cudaStream_t stream);
 
+// A main kernel family (sm80's, or the Hopper kernel in src/sm90) behind the shared host driver:
+// it reads the workspaces and schedule of BackwardParams and uses sm80::backward_tile's tile sizes.
+using BackwardMain = cudaError_t (*)(const BackwardParams& params, cudaStream_t stream);
+
 }  // namespace ccattn::sm80

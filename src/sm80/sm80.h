@@ -4,8 +4,13 @@
 
 #include "ccattn/status.h"
 #include "core/params.h"
+#include "sm80/backward_params.h"
 
 namespace ccattn::sm80 {
 Status forward(const core::AttnParams& p);
 Status backward(const core::AttnParams& p);
+
+// The backward's host driver (preprocess, workspaces, q-range chunks, block-sparse bits, conversions)
+// around a main kernel family with sm80::backward_tile's tiles: backward(p) runs it with sm80's own.
+Status backward_with(const core::AttnParams& p, BackwardMain main);
 }  // namespace ccattn::sm80

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cute/tensor.hpp>
-#include <cutlass/numeric_conversion.h>
 
 #include "sm90/fragment.h"
 #include "sm90/kernel_params.h"
@@ -21,19 +20,6 @@ namespace ccattn::sm90 {
 
 using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor (the public view type)
-
-// Element-wise conversion between fragments that share one storage order (src's layout and
-// dst's are views of the same register indices).
-template <class SrcTensor, class DstTensor>
-CUTE_DEVICE void convert_fragment(SrcTensor const& src, DstTensor& dst) {
-    using From = typename SrcTensor::value_type;
-    using To = typename DstTensor::value_type;
-    constexpr int kSize = decltype(size(src))::value;
-    static_assert(decltype(size(dst))::value == kSize && decltype(cosize(dst.layout()))::value == kSize);
-    cutlass::NumericArrayConverter<To, From, kSize> op;
-    *reinterpret_cast<cutlass::Array<To, kSize>*>(dst.data()) =
-        op(*reinterpret_cast<cutlass::Array<From, kSize> const*>(src.data()));
-}
 
 template <class Traits>
 struct Consumer {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cute/tensor.hpp>
+#include <cutlass/numeric_conversion.h>
 
 namespace ccattn::sm90 {
 
@@ -35,6 +36,19 @@ CUTE_HOST_DEVICE constexpr auto a_operand_layout(Layout acc) {
     auto v = logical_divide(get<0>(acc), Shape<Underscore, Underscore, _2>{});  // (2, 2, (2, N/16))
     return make_layout(make_layout(get<0>(v), get<1>(v), get<2, 0>(v)), get<1>(acc),
                        make_layout(get<2, 1>(v), get<2>(acc)));
+}
+
+// Element-wise conversion between fragments that share one storage order (src's layout and
+// dst's are views of the same register indices).
+template <class SrcTensor, class DstTensor>
+CUTE_DEVICE void convert_fragment(SrcTensor const& src, DstTensor& dst) {
+    using From = typename SrcTensor::value_type;
+    using To = typename DstTensor::value_type;
+    constexpr int kSize = decltype(size(src))::value;
+    static_assert(decltype(size(dst))::value == kSize && decltype(cosize(dst.layout()))::value == kSize);
+    cutlass::NumericArrayConverter<To, From, kSize> op;
+    *reinterpret_cast<cutlass::Array<To, kSize>*>(dst.data()) =
+        op(*reinterpret_cast<cutlass::Array<From, kSize> const*>(src.data()));
 }
 
 }  // namespace ccattn::sm90

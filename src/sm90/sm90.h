@@ -23,4 +23,11 @@ bool forward_tile_for(int dim_qk, int dim_v, std::int64_t& tile_m, std::int64_t&
 // when the launch fails.
 Status forward(const core::AttnParams& p);
 
+// Whether backward(p) runs p on the Hopper backward kernel (head dims 64/64 and 128/128 so far;
+// the dispatch keeps the others on the sm80 backward).
+bool supports_backward(const core::AttnParams& p);
+
+// Launches the backward on p.stream through the shared host driver (sm80::backward_with).
+Status backward(const core::AttnParams& p);
+
 }  // namespace ccattn::sm90

@@ -124,6 +124,29 @@ TEST(CompressedBand, MatchesLiteralRuleOnGrid) {
                     }
 }
 
+// rows_seeing(j) is exactly the set of rows whose band holds key j, for every key of the sequence.
+TEST(CompressedBand, RowsSeeingSolvesTheBandForRows) {
+    const std::optional<std::int64_t> windows[] = {std::nullopt, 0, 1, 4};
+    constexpr std::int64_t kSq = 41;
+    for (std::int64_t sk : {1, 5, 13})
+        for (std::int64_t cf = 1; cf <= 5; ++cf)
+            for (std::int64_t delta = -23; delta <= 23; delta += 3)
+                for (const auto& w : windows)
+                    for (bool causal : {false, true}) {
+                        CompressedBand band = make_band(sk, causal, cf, delta, w);
+                        for (std::int64_t j = 0; j < sk; ++j) {
+                            std::int64_t begin = -1, end = -1;
+                            band.rows_seeing(j, kSq, begin, end);
+                            ASSERT_GE(begin, 0);
+                            ASSERT_LE(end, kSq);
+                            for (std::int64_t i = 0; i < kSq; ++i)
+                                ASSERT_EQ(visible(band, i, j), begin <= i && i < end)
+                                    << "i=" << i << " j=" << j << " cf=" << cf << " delta=" << delta
+                                    << " causal=" << causal;
+                        }
+                    }
+}
+
 TEST(BandSpec, DefaultDiagonalOffset) {
     BandSpec spec;
     spec.causal = true;

@@ -1,10 +1,11 @@
-// The portable (sm80) backward kernel.
+// The CUDA backward kernels: the portable (sm80) one and the Hopper (sm90) one, which share the host
+// driver (sm80::backward_with) and the q-tile schedule.
 // Host checks (any machine): the backward's MMA fragment ownership (S/dP, dK/dV and dQ: every element
 // exactly once; the dQ atomics pair adjacent columns), and the q-tile schedule of one CTA against brute
 // force for the band, mask_mod and block-sparse mechanisms, including the per-key block-sparse
 // predicate.
-// GPU checks (skipped without a device of compute capability >= 8.0): sm80::backward with out and lse
-// from the CUDA forward, on fresh random inputs with NaN-poisoned gradients, against the fp64 oracle
+// GPU checks (skipped without a device of compute capability >= 8.0, and for the sm90 kernel without
+// one of 9.0): sm80::backward and sm90::backward with out and lse from the CUDA forward, on fresh random inputs with NaN-poisoned gradients, against the fp64 oracle
 // (dq, dk, dv; exact zeros for rows that see no key and keys no row sees) and the CPU backend, for every
 // head-dim pair and dtype, each band case also run as mask_mod and block-sparse.
 #include <cuda_bf16.h>
@@ -37,6 +38,7 @@
 #include "sm80/backward_traits.h"
 #include "sm80/fragment.h"
 #include "sm80/sm80.h"
+#include "sm90/sm90.h"
 
 namespace ccattn {
 namespace {
@@ -340,15 +342,33 @@ api::HostSeqlens host_seqlens(const AttnTensors& t) {
     return host;
 }
 
-// sm80::backward itself, whatever kernel family the backend dispatch would pick on this device.
-Status sm80_backward(const AttnTensors& t, const Mask& mask, std::optional<float> scale) {
+// The backward kernel families under test.
+enum class Family { sm80, sm90 };
+
+const char* family_name(Family f) { return f == Family::sm80 ? "sm80" : "sm90"; }
+
+bool device_is_sm90() {
+    int device = 0, major = 0, minor = 0;
+    return device_is_sm80_or_newer() && cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+           major * 10 + minor == 90;
+}
+
+// That family's backward itself, whatever the backend dispatch would pick on this device.
+Status family_backward(Family f, const core::AttnParams& p) {
+    Status s = f == Family::sm80 ? sm80::backward(p) : sm90::backward(p);
+    if (!s.ok()) return s;
+    return cuda::cuda_status(cudaDeviceSynchronize(), family_name(f));
+}
+
+Status kernel_backward(Family f, const AttnTensors& t, const Mask& mask, std::optional<float> scale) {
     BackwardArgs a = backward_args(t, mask, Device::cuda);
     a.scale = scale;
     core::AttnParams p;
     Status s = api::fill_backward_params(a, host_seqlens(t), p);
     if (!s.ok()) return s;
-    if (!(s = sm80::backward(p)).ok()) return s;
-    return cuda::cuda_status(cudaDeviceSynchronize(), "sm80 backward");
+    return family_backward(f, p);
 }
 
 // out and lse from the CUDA forward (the inputs the backward is given in training), downloaded.
@@ -560,10 +580,10 @@ struct Options {
     bool cpu_backend = false;
 };
 
-// One set of random inputs: the CUDA forward's out and lse, then the sm80 backward through each
+// One set of random inputs: the CUDA forward's out and lse, then family f's backward through each
 // mechanism encoding `band`, each checked against the fp64 oracle of the band (and the band run against
 // the CPU backend), with nothing written outside the gradient views.
-void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}) {
+void check_backward(Family f, const Problem& pr, const Mask& band, const Options& opt) {
     AttnTensors t = make_forward_tensors(pr);
     add_backward_tensors(pr, t);
     cuda_forward(t, band, opt.scale);
@@ -574,7 +594,7 @@ void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}
         SCOPED_TRACE(mechanism_name(m));
         poison_grads(t);
         DeviceBlockSparse lists;
-        ASSERT_TRUE(run_ok(sm80_backward(t, mechanism_mask(band, m, pr, lists), opt.scale)));
+        ASSERT_TRUE(run_ok(kernel_backward(f, t, mechanism_mask(band, m, pr, lists), opt.scale)));
         for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
         EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, tol, "dq"));
         EXPECT_TRUE(grad_close(t.dk, ref.dk, zero.k, tol, "dk"));
@@ -592,60 +612,87 @@ void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}
     }
 }
 
-class Sm80Backward : public ::testing::TestWithParam<Config> {
+// A kernel family and the config (head dims, dtype) it runs.
+struct BackwardConfig {
+    Config config;
+    Family family;
+};
+
+// Every config on the sm80 kernel, and those the sm90 kernel has on it.
+std::vector<BackwardConfig> backward_configs() {
+    std::vector<BackwardConfig> c;
+    for (const Config& k : all_configs()) {
+        c.push_back({k, Family::sm80});
+        if ((k.dim_qk == 64 && k.dim_v == 64) || (k.dim_qk == 128 && k.dim_v == 128)) c.push_back({k, Family::sm90});
+    }
+    return c;
+}
+
+std::string backward_config_name(const ::testing::TestParamInfo<BackwardConfig>& info) {
+    return config_name({info.param.config, info.index}) + "_" + family_name(info.param.family);
+}
+
+class CudaBackward : public ::testing::TestWithParam<BackwardConfig> {
   protected:
     void SetUp() override {
         if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs a CUDA device of compute capability 8.0 or newer";
+        if (GetParam().family == Family::sm90 && !device_is_sm90()) GTEST_SKIP() << "needs a compute capability 9.0 device";
     }
     Problem problem(std::int64_t sq, std::int64_t sk, int hq = 2, int hkv = 1, int batch = 1) const {
-        return config_problem(GetParam(), sq, sk, hq, hkv, batch, 5);
+        return config_problem(GetParam().config, sq, sk, hq, hkv, batch, 5);
+    }
+    void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}) const {
+        ccattn::check_backward(GetParam().family, pr, band, opt);
+    }
+    Status kernel_backward(const AttnTensors& t, const Mask& mask, std::optional<float> scale) const {
+        return ccattn::kernel_backward(GetParam().family, t, mask, scale);
     }
 };
 
 const Options kBandOnly{{}, {Mechanism::band}, false};
 
-TEST_P(Sm80Backward, CausalSquare) {
+TEST_P(CudaBackward, CausalSquare) {
     Options opt;
     opt.cpu_backend = true;
     check_backward(problem(157, 157, 4, 2, 2), Mask::band(true), opt);
 }
 
-TEST_P(Sm80Backward, CausalBottomRight) {
+TEST_P(CudaBackward, CausalBottomRight) {
     check_backward(problem(113, 301), Mask::band(true), kBandOnly);  // delta = Sk - Sq = 188
     check_backward(problem(301, 113), Mask::band(true), kBandOnly);  // delta = -188: rows 0..187 empty
 }
 
-TEST_P(Sm80Backward, Compressed) {
+TEST_P(CudaBackward, Compressed) {
     // cf 4, 16, 64 with odd lengths; the last keys are seen by no row (zero dk, dv).
     check_backward(problem(517, 133, 2, 1), Mask::band(true, 4));
     check_backward(problem(517, 37, 2, 1), Mask::band(true, 16), kBandOnly);
     check_backward(problem(1001, 19, 2, 1), Mask::band(true, 64), kBandOnly);
 }
 
-TEST_P(Sm80Backward, NegativeDelta) {
+TEST_P(CudaBackward, NegativeDelta) {
     // NSA compression blocks of 32, stride 16 (j*16 + 31 <= i): rows 0..30 see nothing.
     check_backward(problem(400, 30, 2, 1), Mask::band(true, 16, -31));
 }
 
-TEST_P(Sm80Backward, PositiveDelta) {
+TEST_P(CudaBackward, PositiveDelta) {
     check_backward(problem(203, 113), Mask::band(true, 4, 50), kBandOnly);
     check_backward(problem(100, 300), Mask::band(true, 1, 37), kBandOnly);  // chunked prefill shard
 }
 
-TEST_P(Sm80Backward, Windows) {
+TEST_P(CudaBackward, Windows) {
     check_backward(problem(333, 333), Mask::band(true, 1, {}, 64));
     check_backward(problem(400, 110, 2, 2), Mask::band(true, 4, 3, 8), kBandOnly);
     check_backward(problem(203, 113), Mask::band(false, 2, {}, 20), kBandOnly);  // left edge only
 }
 
-TEST_P(Sm80Backward, NonCausal) { check_backward(problem(70, 203, 3, 1), Mask::none()); }
+TEST_P(CudaBackward, NonCausal) { check_backward(problem(70, 203, 3, 1), Mask::none()); }
 
-TEST_P(Sm80Backward, EmptyRowsAndTiles) {
+TEST_P(CudaBackward, EmptyRowsAndTiles) {
     check_backward(problem(700, 700), Mask::band(true, 1, -500), kBandOnly);  // whole q-tiles of empty rows
     check_backward(problem(300, 80), Mask::band(true, 4, -1000), kBandOnly);  // every row empty: all zero
 }
 
-TEST_P(Sm80Backward, Varlen) {
+TEST_P(CudaBackward, Varlen) {
     Problem pr = problem(0, 0, 4, 2);
     // Sequences: keys but no queries (dk = dv = 0); queries but no keys (dq = 0); no rows at all; two
     // ordinary ones.
@@ -655,7 +702,7 @@ TEST_P(Sm80Backward, Varlen) {
     check_backward(pr, Mask::band(true), kBandOnly);  // per-sequence bottom-right delta
 }
 
-TEST_P(Sm80Backward, GqaGroups) {
+TEST_P(CudaBackward, GqaGroups) {
     for (int group : {1, 2, 3, 4, 5, 8, 16, 32, 64}) {  // 3 and 5 do not divide the 64-row q-tile
         SCOPED_TRACE("group " + std::to_string(group));
         check_backward(problem(150, 75, 2 * group, 2), Mask::band(true, 2), kBandOnly);
@@ -663,7 +710,7 @@ TEST_P(Sm80Backward, GqaGroups) {
     check_backward(problem(203, 51, 16, 1), Mask::band(true, 4));  // MQA, G = 16, all mechanisms
 }
 
-TEST_P(Sm80Backward, StridedTensors) {
+TEST_P(CudaBackward, StridedTensors) {
     Problem pr = problem(203, 51, 4, 2, 2);
     pr.pad = 8;
     check_backward(pr, Mask::band(true, 4));
@@ -674,7 +721,7 @@ TEST_P(Sm80Backward, StridedTensors) {
     check_backward(vl, Mask::band(true, 4, -3, 9));
 }
 
-TEST_P(Sm80Backward, Scales) {
+TEST_P(CudaBackward, Scales) {
     Options opt;
     opt.scale = 0.05f;
     check_backward(problem(130, 70), Mask::band(true, 2), opt);
@@ -682,7 +729,7 @@ TEST_P(Sm80Backward, Scales) {
     check_backward(problem(130, 70), Mask::band(true, 2), opt);
 }
 
-TEST_P(Sm80Backward, BlockSparseListsOfOtherTileSizes) {
+TEST_P(CudaBackward, BlockSparseListsOfOtherTileSizes) {
     Options opt;
     opt.mechanisms = {Mechanism::block_sparse_per_head};
     check_backward(problem(333, 90, 4, 2), Mask::band(true, 4, {}, 10), opt);
@@ -698,7 +745,7 @@ TEST_P(Sm80Backward, BlockSparseListsOfOtherTileSizes) {
         SCOPED_TRACE("lists of " + std::to_string(tm) + " x " + std::to_string(tn));
         DeviceBlockSparse lists;
         poison_grads(t);
-        ASSERT_TRUE(run_ok(sm80_backward(t, classified_block_sparse_mask(band, pr, tm, tn, false, lists), {})));
+        ASSERT_TRUE(run_ok(kernel_backward(t, classified_block_sparse_mask(band, pr, tm, tn, false, lists), {})));
         for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
         EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, grad_tolerance(pr.dtype), "dq"));
         EXPECT_TRUE(grad_close(t.dk, ref.dk, zero.k, grad_tolerance(pr.dtype), "dk"));
@@ -706,7 +753,7 @@ TEST_P(Sm80Backward, BlockSparseListsOfOtherTileSizes) {
     }
 }
 
-TEST_P(Sm80Backward, LongCausal) {
+TEST_P(CudaBackward, LongCausal) {
     // Many q-tiles per CTA (double-buffered prefetch), many CTAs accumulating each dQ row.
     check_backward(problem(1100, 1100, 1, 1), Mask::band(true), kBandOnly);
 }
@@ -728,7 +775,7 @@ sm80::QChunks chunks_for(const Problem& pr, const Mask& band) {
 
 // Few kv-tiles and a long q range (compressed keys): the range is cut into chunks whose CTAs add their
 // dK, dV into fp32 accumulators; a short range runs whole (dK, dV written by the one CTA).
-TEST_P(Sm80Backward, ChunkedQRange) {
+TEST_P(CudaBackward, ChunkedQRange) {
     const Mask nsa = Mask::band(true, 16, -31);
     const Problem chunked = problem(2100, 130, 8, 2);
     EXPECT_GT(chunks_for(chunked, nsa).count, 1);
@@ -740,7 +787,7 @@ TEST_P(Sm80Backward, ChunkedQRange) {
 // Small shapes that still cover unmasked and masked tiles, GQA packing with a group that does not
 // divide the tile, varlen with empty sequences and block-sparse lists: the subset to run under
 // compute-sanitizer (--gtest_filter='*SanitizerSmall*').
-TEST_P(Sm80Backward, SanitizerSmall) {
+TEST_P(CudaBackward, SanitizerSmall) {
     Problem pr = problem(0, 0, 6, 2);
     pr.cu_seqlens_q = {0, 70, 70, 267, 267};
     pr.cu_seqlens_k = {0, 33, 40, 140, 150};
@@ -749,7 +796,7 @@ TEST_P(Sm80Backward, SanitizerSmall) {
     check_backward(pr, Mask::band(true, 2, -1, 40), opt);
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, Sm80Backward, ::testing::ValuesIn(all_configs()), config_name);
+INSTANTIATE_TEST_SUITE_P(Configs, CudaBackward, ::testing::ValuesIn(backward_configs()), backward_config_name);
 
 // ---------------------------------------------------------------------------------------------
 // Errors: rejected before any kernel runs, nothing written.
@@ -771,7 +818,8 @@ TEST(Sm80BackwardErrors, BlockSparseTilesMustFitTheKernel) {
         SCOPED_TRACE(std::to_string(c.tile_m) + " x " + std::to_string(c.tile_n));
         poison_grads(t);
         DeviceBlockSparse lists;
-        const Status s = sm80_backward(t, classified_block_sparse_mask(Mask::band(true), pr, c.tile_m, c.tile_n, false, lists), {});
+        const Status s =
+            kernel_backward(Family::sm80, t, classified_block_sparse_mask(Mask::band(true), pr, c.tile_m, c.tile_n, false, lists), {});
         EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
         EXPECT_EQ(s.argument, c.argument);
         for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) {
@@ -824,8 +872,15 @@ std::vector<double> download_rows(const DeviceBuffer& buf, std::int64_t width, s
     return d;
 }
 
-TEST(Sm80BackwardLarge, OffsetsBeyond32Bits) {
-    CCATTN_REQUIRE_SM80();
+class CudaBackwardLarge : public ::testing::TestWithParam<Family> {
+  protected:
+    void SetUp() override {
+        if (!device_is_sm80_or_newer()) GTEST_SKIP() << "needs a CUDA device of compute capability 8.0 or newer";
+        if (GetParam() == Family::sm90 && !device_is_sm90()) GTEST_SKIP() << "needs a compute capability 9.0 device";
+    }
+};
+
+TEST_P(CudaBackwardLarge, OffsetsBeyond32Bits) {
     constexpr std::int64_t S = 1100000;
     constexpr int Hq = 16, Hkv = 8, G = Hq / Hkv, D = 128, W = 63;
     static_assert((S - 1) * Hq * D > (std::int64_t(1) << 31) && (S - 1) * 2 * Hkv * D > (std::int64_t(1) << 31));
@@ -874,8 +929,7 @@ TEST(Sm80BackwardLarge, OffsetsBeyond32Bits) {
     a.mask = mask;
     core::AttnParams p;
     ASSERT_TRUE(run_ok(api::fill_backward_params(a, {}, p)));
-    ASSERT_TRUE(run_ok(sm80::backward(p)));
-    cuda_check(cudaDeviceSynchronize(), "backward");
+    ASSERT_TRUE(run_ok(family_backward(GetParam(), p)));
 
     // fp64 reference over query rows [r0, r1): every row's window lies in keys [r0 - W, r1).
     const double scale = 1.0 / std::sqrt(double(D));
@@ -967,6 +1021,9 @@ TEST(Sm80BackwardLarge, OffsetsBeyond32Bits) {
     EXPECT_TRUE(dq.guards_intact());
     EXPECT_TRUE(dkv.guards_intact());
 }
+
+INSTANTIATE_TEST_SUITE_P(Families, CudaBackwardLarge, ::testing::Values(Family::sm80, Family::sm90),
+                         [](const ::testing::TestParamInfo<Family>& info) { return std::string(family_name(info.param)); });
 
 }  // namespace
 }  // namespace ccattn

@@ -1,0 +1,53 @@
+// The Hopper backward's entry points: what it supports, and the runtime -> compile-time dispatch
+// onto the instantiations (dtype x head dims) under src/sm90/instantiations/. The host work around
+// the main kernel is the shared driver sm80::backward_with.
+#include <cstdint>
+#include <string>
+
+#include <cutlass/numeric_types.h>
+
+#include "sm80/backward_tiles.h"
+#include "sm80/sm80.h"
+#include "sm90/backward_launch.h"
+#include "sm90/backward_traits.h"
+#include "sm90/sm90.h"
+
+namespace ccattn::sm90 {
+namespace {
+
+template <int kDqk, int kDv>
+cudaError_t main_for_dtype(const sm80::BackwardParams& bp, cudaStream_t stream) {
+    return bp.p.dtype == DType::bf16 ? launch_backward<BackwardTraits<cutlass::bfloat16_t, kDqk, kDv>>(bp, stream)
+                                     : launch_backward<BackwardTraits<cutlass::half_t, kDqk, kDv>>(bp, stream);
+}
+
+// supports_backward(p) checked the head dims.
+cudaError_t backward_main(const sm80::BackwardParams& bp, cudaStream_t stream) {
+    return bp.p.dim_qk == 64 ? main_for_dtype<64, 64>(bp, stream) : main_for_dtype<128, 128>(bp, stream);
+}
+
+// The Hopper kernel shares the sm80 driver's tile sizes (chunks, block-sparse checks).
+constexpr bool same_tiles(int dqk, int dv) {
+    return sm80::backward_tile<64, 64>().q_tile == 64 && sm80::backward_tile<64, 64>().kv_tile == 128 &&
+           sm80::backward_tile<128, 128>().q_tile == 64 && sm80::backward_tile<128, 128>().kv_tile == 128 &&
+           has_backward_tile(dqk, dv);
+}
+static_assert(same_tiles(64, 64) && same_tiles(128, 128));
+
+}  // namespace
+
+bool supports_backward(const core::AttnParams& p) {
+    // The transposed band limits multiply keys by cf and window (below 2^62 with both below 2^31);
+    // the grid has a KV head and a batch dimension of at most 65535.
+    constexpr std::int64_t k31 = std::int64_t(1) << 31;
+    return p.device == Device::cuda && (p.dtype == DType::bf16 || p.dtype == DType::fp16) &&
+           has_backward_tile(p.dim_qk, p.dim_v) && p.band.compress_factor < k31 && p.band.window_left < k31 &&
+           p.heads_kv <= 65535 && p.batch <= 65535;
+}
+
+Status backward(const core::AttnParams& p) {
+    if (!supports_backward(p)) return Status::unsupported("q", "the sm90 backward does not run this call");
+    return sm80::backward_with(p, &backward_main);
+}
+
+}  // namespace ccattn::sm90

@@ -1,0 +1,272 @@
+// The consumer warp groups of the Hopper backward: 256 threads, warp group w owning keys
+// [64 w, 64 w + 64) of the CTA's kv tile. Per q-tile (64 packed rows, from the producer's stage):
+//   Sᵀ = K Qᵀ and dPᵀ = V dOᵀ                   issued together
+//   Pᵀ = exp2(Sᵀ scale log2e - lse log2e)      masked pairs 0; then dV += Pᵀ dO is issued
+//   dSᵀ = Pᵀ (dPᵀ - D)                          then dK += dSᵀ Q is issued, dSᵀ goes to shared memory
+//   dQ = dS K                                   both warp groups' dSᵀ; warp group w: head-dim half w,
+//                                               added into the fp32 dQ accumulator with atomics
+// At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
+#pragma once
+
+#include <cstdint>
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+
+#include "core/params.h"
+#include "sm80/backward_params.h"
+#include "sm80/backward_schedule.h"
+#include "sm80/mask.h"
+#include "sm90/backward_cta.h"
+#include "sm90/fragment.h"
+#include "sm90/named_barriers.h"
+#include "sm90/wgmma.h"
+
+namespace ccattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;  // not ccattn::Tensor (the public view type)
+
+// kElementMasks: the call masks per element (mask_mod, block-sparse lists); band calls compile without
+// those paths, whose registers would otherwise spill next to dK and dV.
+template <class Traits, bool kElementMasks>
+struct BackwardConsumer {
+    using Element = typename Traits::Element;
+    using Barrier = cutlass::arch::ClusterBarrier;
+    static constexpr int kBlockM = Traits::kBlockM;
+    static constexpr int kBlockN = Traits::kBlockN;
+    static constexpr int kDimQK = Traits::kDimQK;
+    static constexpr int kDimV = Traits::kDimV;
+
+    // Pᵀ in place of Sᵀ: exp2(s scale_log2 - lse2) where visible(row, col), else 0. Rows are keys,
+    // columns packed query rows of the tile.
+    template <class S, class Coords, class Visible>
+    CUTE_DEVICE static void exponentiate(S& s, const Coords& cs, const float* lse2, float scale_log2,
+                                         Visible&& visible) {
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(s); ++r) {
+            CUTE_UNROLL
+            for (int c = 0; c < size<1>(s); ++c) {
+                const int col = get<1>(cs(r, c));
+                s(r, c) = visible(r, col) ? exp2f(s(r, c) * scale_log2 - lse2[col]) : 0.f;
+            }
+        }
+    }
+
+    // acc * scale added into fp32 rows: row_ptr(r) is the destination of accumulator row r (nullptr:
+    // not stored); adjacent column pairs as float2 atomics.
+    template <class Acc, class Coords, class RowPtr>
+    CUTE_DEVICE static void atomic_add_rows(const Acc& acc, const Coords& coords, float scale, RowPtr&& row_ptr) {
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(acc); ++r) {
+            float* dst = row_ptr(get<0>(coords(r, 0)));
+            if (dst == nullptr) continue;
+            CUTE_UNROLL
+            for (int c = 0; c < size<1>(acc); c += 2)
+                atomicAdd(reinterpret_cast<float2*>(dst + get<1>(coords(r, c))),
+                          make_float2(acc(r, c) * scale, acc(r, c + 1) * scale));
+        }
+    }
+
+    // acc * scale converted and stored to rows row_ptr(r) (nullptr: not stored), column pairs at once.
+    template <class Acc, class Coords, class RowPtr>
+    CUTE_DEVICE static void store_rows(const Acc& acc, const Coords& coords, float scale, RowPtr&& row_ptr) {
+        using Pair = cute::array<Element, 2>;
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(acc); ++r) {
+            Element* dst = row_ptr(get<0>(coords(r, 0)));
+            if (dst == nullptr) continue;
+            CUTE_UNROLL
+            for (int c = 0; c < size<1>(acc); c += 2) {
+                Pair v;
+                v[0] = Element(acc(r, c) * scale);
+                v[1] = Element(acc(r, c + 1) * scale);
+                *reinterpret_cast<Pair*>(dst + get<1>(coords(r, c))) = v;
+            }
+        }
+    }
+
+    // ct: this thread's index among the consumer threads, 0..255.
+    CUTE_DEVICE static void run(const sm80::BackwardParams& bp, const BackwardCta& cta,
+                                typename Traits::SharedStorage& smem, int ct) {
+        const core::AttnParams& p = bp.p;
+        typename Traits::TiledMmaS mma_s;
+        typename Traits::TiledMmadP mma_dp;
+        typename Traits::TiledMmadV mma_dv;
+        typename Traits::TiledMmadK mma_dk;
+        typename Traits::TiledMmadQ mma_dq;
+        auto thr_s = mma_s.get_thread_slice(ct);
+        auto thr_dp = mma_dp.get_thread_slice(ct);
+        auto thr_dv = mma_dv.get_thread_slice(ct);
+        auto thr_dk = mma_dk.get_thread_slice(ct);
+        auto thr_dq = mma_dq.get_thread_slice(ct);
+
+        Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});       // (rows, Dqk, stage)
+        Tensor sQt = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQt{});     // (Dqk, rows, stage)
+        Tensor sdO = make_tensor(make_smem_ptr(smem.dout.data()), typename Traits::SmemLayoutdO{});  // (rows, Dv, stage)
+        Tensor sdOt = make_tensor(make_smem_ptr(smem.dout.data()), typename Traits::SmemLayoutdOt{});  // (Dv, rows, stage)
+        Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});       // (keys, Dqk)
+        Tensor sKt = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKt{});     // (Dqk, keys)
+        Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutV{});       // (keys, Dv)
+        Tensor sdSt = make_tensor(make_smem_ptr(smem.ds.data()), typename Traits::SmemLayoutdSt{});  // (keys, rows, buffer)
+        Tensor sdS = make_tensor(make_smem_ptr(smem.ds.data()), typename Traits::SmemLayoutdS{});    // (rows, keys, buffer)
+
+        Tensor tSrK = thr_s.partition_fragment_A(sK);       // (MMA, MMA_M, MMA_K) descriptors
+        Tensor tSrQ = thr_s.partition_fragment_B(sQ);       // (MMA, MMA_N, MMA_K, stage)
+        Tensor tdPrV = thr_dp.partition_fragment_A(sV);     // (MMA, MMA_M, MMA_K)
+        Tensor tdPrdO = thr_dp.partition_fragment_B(sdO);   // (MMA, MMA_N, MMA_K, stage)
+        Tensor tdVrdO = thr_dv.partition_fragment_B(sdOt);  // (MMA, MMA_N, MMA_K, stage)
+        Tensor tdKrQ = thr_dk.partition_fragment_B(sQt);    // (MMA, MMA_N, MMA_K, stage)
+        Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);   // (MMA, MMA_M, MMA_K, buffer)
+        Tensor tdQrK = thr_dq.partition_fragment_B(sKt);    // (MMA, MMA_N, MMA_K)
+
+        using ShapeS = Shape<Int<kBlockN>, Int<kBlockM>>;
+        Tensor tSrS = partition_fragment_C(mma_s, ShapeS{});    // Sᵀ, then Pᵀ: (MMA, MMA_M, MMA_N)
+        Tensor tdPrdP = partition_fragment_C(mma_dp, ShapeS{});  // dPᵀ, then dSᵀ
+        Tensor tdVrP = make_tensor<Element>(a_operand_layout(tSrS.layout()));     // Pᵀ as dV's A operand
+        Tensor tdKrdS = make_tensor<Element>(a_operand_layout(tdPrdP.layout()));  // dSᵀ as dK's A operand
+        Tensor acc_dv = partition_fragment_C(mma_dv, Shape<Int<kBlockN>, Int<kDimV>>{});
+        Tensor acc_dk = partition_fragment_C(mma_dk, Shape<Int<kBlockN>, Int<kDimQK>>{});
+        clear(acc_dv);
+        clear(acc_dk);
+        CUTE_STATIC_ASSERT_V(size<2>(tdVrP) == size<2>(tdVrdO) && size<2>(tdKrdS) == size<2>(tdKrQ));
+
+        // (key, packed row) of every Sᵀ element of this thread, as (rows, cols).
+        auto cs = rowcol_view(thr_s.partition_C(make_identity_tensor(ShapeS{})));
+        constexpr int kRows = decltype(size<0>(cs))::value;
+        // Per key row: its packed rows [row_lo, row_hi) under the band (the limits mask), and whether
+        // the key lies inside the sequence (the bounds mask). Packed rows stay below 2^31 (checked).
+        int row_lo[kRows], row_hi[kRows];
+        bool key_valid[kRows];
+        CUTE_UNROLL
+        for (int r = 0; r < kRows; ++r) {
+            const std::int64_t j = cta.n0 + get<0>(cs(r, 0));
+            key_valid[r] = j < cta.seq.seqlen_k;
+            std::int64_t begin = 0, end = 0;
+            if (key_valid[r]) cta.band.rows_seeing(j, cta.seq.seqlen_q, begin, end);
+            row_lo[r] = int(begin * p.group);
+            row_hi[r] = int(end * p.group);
+        }
+        const sm80::ElementBand in_band(cta.band);
+
+        Barrier::wait(&smem.kv_full, 0);
+        bool any_tile = false;
+        for (int it = 0, ds_buffer = 0;; ++it, ds_buffer ^= 1) {
+            const int stage = it % Traits::kStages;
+            Barrier::wait(&smem.full[stage], (it / Traits::kStages) & 1);
+            if (!smem.slots[stage].valid) break;
+            any_tile = true;
+            const sm80::QTile t = smem.slots[stage].tile;
+            const typename Traits::RowData& rows = smem.rows[stage];
+
+            wgmma<true>(mma_s, tSrK, tSrQ(_, _, _, stage), tSrS);
+            wgmma<true>(mma_dp, tdPrV, tdPrdO(_, _, _, stage), tdPrdP);
+            warpgroup_wait<1>();
+            warpgroup_fence_operand(tSrS);
+
+            auto s = rowcol_view(tSrS);
+            const int r0 = int(t.m_block * kBlockM);  // packed row of column 0
+            auto key_of = [&](int r) { return int(get<0>(cs(r, 0))); };
+            auto query_of = [&](int col) { return std::int64_t(std::uint32_t(r0 + col) / std::uint32_t(t.pack)); };
+            const float scale_log2 = p.scale_log2;
+            switch (t.mask) {
+                case sm80::TileMask::none:
+                    exponentiate(s, cs, rows.lse2, scale_log2, [](int, int) { return true; });
+                    break;
+                case sm80::TileMask::limits:
+                    exponentiate(s, cs, rows.lse2, scale_log2,
+                                 [&](int r, int col) { return row_lo[r] <= r0 + col && r0 + col < row_hi[r]; });
+                    break;
+                case sm80::TileMask::bounds:
+                    exponentiate(s, cs, rows.lse2, scale_log2, [&](int r, int) { return key_valid[r]; });
+                    break;
+                case sm80::TileMask::element:
+                    if constexpr (kElementMasks)
+                        exponentiate(s, cs, rows.lse2, scale_log2,
+                                     [&](int r, int col) { return in_band(query_of(col), cta.n0 + key_of(r)); });
+                    break;
+                case sm80::TileMask::sparse:
+                    if constexpr (kElementMasks)
+                        exponentiate(s, cs, rows.lse2, scale_log2, [&](int r, int col) {
+                            const std::int64_t j = cta.n0 + key_of(r);
+                            return sm80::sparse_visible(t, bp.sparse, cta.n0, key_of(r), cta.seq.seqlen_k,
+                                                        in_band(query_of(col), j));
+                        });
+                    break;
+            }
+            warpgroup_wait<0>();  // dPᵀ ready
+            warpgroup_fence_operand(tdPrdP);
+            // dSᵀ in place of dPᵀ, from the fp32 Pᵀ; then both feed their products as 16-bit A operands.
+            auto ds = rowcol_view(tdPrdP);
+            CUTE_UNROLL
+            for (int r = 0; r < size<0>(ds); ++r) {
+                CUTE_UNROLL
+                for (int c = 0; c < size<1>(ds); ++c) ds(r, c) = s(r, c) * (ds(r, c) - rows.dsum[get<1>(cs(r, c))]);
+            }
+            convert_fragment(tSrS, tdVrP);
+            convert_fragment(tdPrdP, tdKrdS);
+            wgmma<false>(mma_dv, tdVrP, tdVrdO(_, _, _, stage), acc_dv);
+            wgmma<false>(mma_dk, tdKrdS, tdKrQ(_, _, _, stage), acc_dk);
+
+            // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per store. The buffer
+            // alternates: the other warp group may still read the previous q-tile's until it reaches
+            // this q-tile's ds_ready_sync.
+            auto ds16 = rowcol_view(make_tensor(tdKrdS.data(), tdPrdP.layout()));
+            using Pair = cute::array<Element, 2>;
+            CUTE_UNROLL
+            for (int r = 0; r < size<0>(ds16); ++r) {
+                CUTE_UNROLL
+                for (int c = 0; c < size<1>(ds16); c += 2) {
+                    Pair v;
+                    v[0] = ds16(r, c);
+                    v[1] = ds16(r, c + 1);
+                    *reinterpret_cast<Pair*>(&sdSt(get<0>(cs(r, c)), get<1>(cs(r, c)), ds_buffer)) = v;
+                }
+            }
+            cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by wgmma
+            ds_ready_sync();
+
+            Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDimQK>>{});  // (MMA, MMA_M, MMA_N)
+            wgmma<true>(mma_dq, tdQrdS(_, _, _, ds_buffer), tdQrK, acc_dq);
+            warpgroup_wait<0>();
+            warpgroup_fence_operand(acc_dq);
+            warpgroup_fence_operand(acc_dv);
+            warpgroup_fence_operand(acc_dk);
+
+            auto cq = rowcol_view(thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kDimQK>>{})));
+            atomic_add_rows(rowcol_view(acc_dq), cq, 1.f, [&](int row) -> float* {
+                return rows.dq_row[row] < 0 ? nullptr : bp.dq_accum + rows.dq_row[row];
+            });
+            Barrier::arrive(&smem.empty[stage]);  // this thread is done with the stage
+        }
+
+        // dK, dV of this CTA's keys: written, or added into the fp32 accumulators of a chunked q range.
+        using ShapedK = Shape<Int<kBlockN>, Int<kDimQK>>;
+        using ShapedV = Shape<Int<kBlockN>, Int<kDimV>>;
+        auto ck = rowcol_view(thr_dk.partition_C(make_identity_tensor(ShapedK{})));
+        auto cv = rowcol_view(thr_dv.partition_C(make_identity_tensor(ShapedV{})));
+        auto key_ok = [&](int r) { return cta.n0 + r < cta.seq.seqlen_k; };
+        if (bp.chunks.count > 1) {
+            if (!any_tile) return;
+            auto key_accum = [&](float* base, int dim) {
+                return [&, base, dim](int r) -> float* {
+                    return key_ok(r) ? base + ((cta.k_row0 + cta.n0 + r) * p.heads_kv + cta.kv_head) * dim : nullptr;
+                };
+            };
+            atomic_add_rows(rowcol_view(acc_dk), ck, p.scale, key_accum(bp.dk_accum, kDimQK));
+            atomic_add_rows(rowcol_view(acc_dv), cv, 1.f, key_accum(bp.dv_accum, kDimV));
+            return;
+        }
+        auto key_rows = [&](void* base, const core::Strides& st) {
+            return [&, base](int r) -> Element* {
+                return key_ok(r) ? static_cast<Element*>(base) +
+                                       core::offset(st, cta.b, cta.seq.row_k, cta.n0 + r, cta.kv_head)
+                                 : nullptr;
+            };
+        };
+        store_rows(rowcol_view(acc_dk), ck, p.scale, key_rows(p.dk, p.dk_strides));
+        store_rows(rowcol_view(acc_dv), cv, 1.f, key_rows(p.dv, p.dv_strides));
+    }
+};
+
+}  // namespace ccattn::sm90

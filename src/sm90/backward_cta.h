@@ -1,0 +1,41 @@
+// Where one CTA of the Hopper backward works: its batch, KV head, sequence, first key and q chunk.
+// Every thread derives it from the params and the block index, so no role has to publish it.
+#pragma once
+
+#include <cstdint>
+
+#include "core/band.h"
+#include "core/params.h"
+#include "core/schedule.h"
+#include "sm80/backward_params.h"
+
+namespace ccattn::sm90 {
+
+struct BackwardCta {
+    int b = 0, kv_head = 0, chunk = 0;
+    std::int64_t n_block = 0, n0 = 0;  // kv tile and its first key
+    core::Sequence seq;
+    core::CompressedBand band;
+    std::int64_t q_row0 = 0;  // dense row of the sequence's first query (workspaces)
+    std::int64_t k_row0 = 0;  // dense row of its first key
+
+    // Grid: x = (chunk, kv tile), chunk-major so that the CTAs of one chunk run together and share
+    // Q / dO rows in L2; y = KV head; z = batch.
+    __device__ static BackwardCta make(const sm80::BackwardParams& bp, int kv_tile) {
+        const core::AttnParams& p = bp.p;
+        const unsigned kv_tiles = unsigned(core::num_tiles(p.seqlen_k, kv_tile));
+        BackwardCta c;
+        c.b = int(blockIdx.z);
+        c.kv_head = int(blockIdx.y);
+        c.chunk = int(blockIdx.x / kv_tiles);
+        c.n_block = blockIdx.x % kv_tiles;
+        c.n0 = c.n_block * kv_tile;
+        c.seq = core::sequence(p, c.b);
+        c.band = p.band.for_sequence(c.seq.seqlen_q, c.seq.seqlen_k);
+        c.q_row0 = p.varlen() ? c.seq.row_q : std::int64_t(c.b) * p.seqlen_q;
+        c.k_row0 = p.varlen() ? c.seq.row_k : std::int64_t(c.b) * p.seqlen_k;
+        return c;
+    }
+};
+
+}  // namespace ccattn::sm90

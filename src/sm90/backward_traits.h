@@ -1,0 +1,130 @@
+// Hopper backward: every compile-time choice of one instantiation (element type, head dims): tile
+// sizes, warp-group roles and register budgets, the five tiled wgmma, the shared-memory layouts.
+//
+// A CTA owns kBlockN = 128 keys of one KV head; consumer warp group w owns keys [64 w, 64 w + 64).
+// Per q-tile of 64 packed rows the scores are computed transposed (FA3's SdP_swapAB), so that Pᵀ and
+// dSᵀ come out of the accumulators in the layout of a register A operand:
+//   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ                      (64 keys x 64 rows per warp group, both from smem)
+//   dV += Pᵀ dO, dK += dSᵀ Q                     (Pᵀ, dSᵀ from registers; dO, Q read MN-major)
+//   dQ = dS K                                    (dSᵀ through smem; warp group w: head-dim half w)
+#pragma once
+
+#include <cstdint>
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/numeric_types.h>
+
+#include "sm80/backward_schedule.h"
+
+namespace ccattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;  // not ccattn::Tensor (the public view type)
+
+// The backward's tiles on Hopper; the same as sm80::backward_tile for these head dims, so that the
+// shared host driver (q-range chunks, block-sparse checks) serves both kernels.
+struct BackwardTileSize {
+    int dim_qk, dim_v;
+};
+inline constexpr BackwardTileSize kBackwardTiles[] = {{64, 64}, {128, 128}};
+constexpr bool has_backward_tile(int dim_qk, int dim_v) {
+    for (const BackwardTileSize& t : kBackwardTiles)
+        if (t.dim_qk == dim_qk && t.dim_v == dim_v) return true;
+    return false;
+}
+
+template <class Element_, int kDimQK_, int kDimV_>
+struct BackwardTraits {
+    using Element = Element_;
+    static_assert(cute::is_same_v<Element, cutlass::bfloat16_t> || cute::is_same_v<Element, cutlass::half_t>);
+    static_assert(has_backward_tile(kDimQK_, kDimV_));
+    static constexpr int kDimQK = kDimQK_;
+    static constexpr int kDimV = kDimV_;
+    static constexpr int kBlockM = 64;   // packed query rows per q-tile
+    static constexpr int kBlockN = 128;  // keys per CTA
+    static constexpr int kStages = 2;    // Q / dO (and their row data) buffers
+
+    static constexpr int kWarpGroupThreads = 128;
+    static constexpr int kConsumerWarpGroups = 2;
+    static constexpr int kConsumerThreads = kConsumerWarpGroups * kWarpGroupThreads;
+    static constexpr int kThreads = kConsumerThreads + kWarpGroupThreads;
+    // The producer gathers rows with cp.async (GQA-packed rows come from G heads); the consumers
+    // hold dK, dV (64 + 64 fp32 a thread at d128) beside the Sᵀ, dPᵀ and dQ accumulators.
+    // setmaxnreg moves registers within what the CTA got at launch (168 a thread for 384 threads):
+    // asking for more blocks forever.
+    static constexpr int kProducerRegisters = 24;
+    static constexpr int kConsumerRegisters = 240;
+    static_assert(kWarpGroupThreads * (kProducerRegisters + kConsumerWarpGroups * kConsumerRegisters) <=
+                  kThreads * (65536 / kThreads / 8 * 8));
+    static_assert(kDimQK % 64 == 0 && kDimV % 64 == 0, "SW128 atoms need head dims in multiples of 64");
+
+    // (M, N, K) of each product over the whole CTA; AtomLayout splits M (keys) or N (head dim).
+    using SplitKeys = Layout<Shape<_2, _1, _1>>;
+    using SplitHeadDim = Layout<Shape<_1, _2, _1>>;
+    using TiledMmaS = decltype(make_tiled_mma(
+        GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockM>, Int<kDimQK>>>(), SplitKeys{}));
+    using TiledMmadP = decltype(make_tiled_mma(
+        GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockM>, Int<kDimV>>>(), SplitKeys{}));
+    using TiledMmadV = decltype(make_tiled_mma(
+        GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kDimV>, Int<kBlockM>>, GMMA::Major::K,
+                             GMMA::Major::MN>(),
+        SplitKeys{}));
+    using TiledMmadK = decltype(make_tiled_mma(
+        GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kDimQK>, Int<kBlockM>>, GMMA::Major::K,
+                             GMMA::Major::MN>(),
+        SplitKeys{}));
+    using TiledMmadQ = decltype(make_tiled_mma(
+        GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockM>, Int<kDimQK / 2>, Int<kBlockN>>,
+                             GMMA::Major::MN, GMMA::Major::MN>(),
+        SplitHeadDim{}));
+
+    // Shared memory: every tile as it lies in global memory (head dim contiguous), K-major SW128;
+    // the transposed views (composition with a row-major index map) read the same bytes MN-major.
+    using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;  // 8 rows x 64 elements
+    using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kDimQK>, Int<kStages>>{}));
+    using SmemLayoutdO = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kDimV>, Int<kStages>>{}));
+    using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kDimQK>>{}));
+    using SmemLayoutV = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kDimV>>{}));
+    // dSᵀ (keys x rows, two buffers): written by the consumers, read as dS (rows x keys, MN-major).
+    using SmemLayoutdSt = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kBlockM>, _2>{}));
+    template <class Layout, int kRows, int kCols, int kDepth>
+    using Transposed = decltype(composition(
+        Layout{}, make_layout(Shape<Int<kCols>, Int<kRows>, Int<kDepth>>{},
+                              Stride<Int<kRows>, _1, Int<kRows * kCols>>{})));
+    using SmemLayoutQt = Transposed<SmemLayoutQ, kBlockM, kDimQK, kStages>;     // (Dqk, rows, stage)
+    using SmemLayoutdOt = Transposed<SmemLayoutdO, kBlockM, kDimV, kStages>;    // (Dv, rows, stage)
+    using SmemLayoutdS = Transposed<SmemLayoutdSt, kBlockN, kBlockM, 2>;        // (rows, keys, buffer)
+    using SmemLayoutKt = decltype(composition(
+        SmemLayoutK{}, make_layout(Shape<Int<kDimQK>, Int<kBlockN>>{}, Stride<Int<kBlockN>, _1>{})));  // (Dqk, keys)
+
+    // Per q-tile, written by the producer beside Q and dO: each row's lse * log2(e) (+inf: P = 0 for
+    // empty rows and rows past the sequence), D = rowsum(dO O), and its dQ accumulator row (-1: none).
+    struct RowData {
+        float lse2[kBlockM];
+        float dsum[kBlockM];
+        std::int64_t dq_row[kBlockM];
+    };
+    struct TileSlot {
+        sm80::QTile tile;
+        bool valid;  // false: the schedule has ended
+    };
+
+    struct SharedStorage {
+        cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
+        cute::array_aligned<Element, cosize_v<SmemLayoutdO>, 1024> dout;
+        cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
+        cute::array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
+        cute::array_aligned<Element, cosize_v<SmemLayoutdSt>, 1024> ds;
+        RowData rows[kStages];
+        TileSlot slots[kStages];
+        sm80::QTileSchedule schedule;  // advanced by the producer's first thread
+        cutlass::arch::ClusterBarrier::ValueType full[kStages];   // producer -> consumers: stage loaded
+        cutlass::arch::ClusterBarrier::ValueType empty[kStages];  // consumers -> producer: stage free
+        cutlass::arch::ClusterBarrier::ValueType kv_full;         // K and V loaded
+    };
+    static constexpr int kSharedBytes = int(sizeof(SharedStorage));
+    static_assert(kSharedBytes <= 227 * 1024, "shared memory over the sm90 per-block limit");
+};
+
+}  // namespace ccattn::sm90
