@@ -97,3 +97,12 @@ def failure(table, case, impl, masks, direction):
     if not found:
         return None
     return "mismatch" if any("MISMATCH" in r["note"] for r in found) else "error"
+
+
+def copy_bandwidth(table):
+    """The copy ceiling's GB/s from its note (bench/ceilings.py), or nan. table is latest()'s dict."""
+    r = table.get(("copy_d2d", "ceiling", "copy_", "peak"))
+    for token in (r["note"].split() if r else []):
+        if token.startswith("gbps="):
+            return number(token[5:])
+    return math.nan
