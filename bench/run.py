@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--resume", action="store_true", help="skip (case, mask) pairs the CSV already holds")
     ap.add_argument("--stop-at", type=float, default=float("inf"), help="start nothing after this epoch time")
     args = ap.parse_args()
+    if not os.access(args.ccattn, os.X_OK):
+        sys.exit(f"run.py: {args.ccattn} is not an executable (build first)")
     names = [s for s in args.cases.split(",") if s] or list(bench_cases.CASES)
     impl = "ccattn_sm80" if args.kernels == "sm80" else "ccattn"
     env = dict(os.environ, CCATTN_KERNELS=args.kernels)
@@ -92,7 +94,7 @@ def main():
                 print(f"{name} {mask}: stopped at the deadline", flush=True)
                 left.append(f"{name}/{mask}")
                 continue
-            except (OSError, RuntimeError) as e:
+            except RuntimeError as e:  # the CLI ran and failed: its error is the row
                 out.row(name, impl, mask, "fwd", float("nan"), float("nan"), "error: " + rows.one_line(e))
                 continue
             for r in measured:
