@@ -20,23 +20,27 @@ GEMM_N = 8192
 COPY_BYTES = 4 << 30  # far above the 60 MB L2
 
 
+def gemm_ms():
+    a, b = (torch.randn(GEMM_N, GEMM_N, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    return triton.testing.do_bench(lambda: torch.matmul(a, b), warmup=100, rep=500, return_mode="median")
+
+
+def copy_ms():
+    src = torch.empty(COPY_BYTES, device="cuda", dtype=torch.uint8).random_()
+    dst = torch.empty_like(src)
+    return triton.testing.do_bench(lambda: dst.copy_(src), warmup=100, rep=500, return_mode="median")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv", required=True)
     args = ap.parse_args()
     out = rows.Writer(args.csv, datetime.date.today().isoformat(), torch.cuda.get_device_name())
-    nan = float("nan")
-
-    a, b = (torch.randn(GEMM_N, GEMM_N, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    ms = triton.testing.do_bench(lambda: torch.matmul(a, b), warmup=100, rep=500, return_mode="median")
+    ms = gemm_ms()
     tflops = 2 * GEMM_N**3 / ms / 1e9
     out.row(f"gemm_bf16_{GEMM_N}", "ceiling", "torch.matmul", "peak", ms, tflops, f"tflops={tflops:.0f}")
-    del a, b
-
-    src = torch.empty(COPY_BYTES, device="cuda", dtype=torch.uint8).random_()
-    dst = torch.empty_like(src)
-    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=100, rep=500, return_mode="median")
-    out.row("copy_d2d", "ceiling", "copy_", "peak", ms, nan, f"gbps={2 * COPY_BYTES / ms / 1e6:.0f}")
+    ms = copy_ms()
+    out.row("copy_d2d", "ceiling", "copy_", "peak", ms, float("nan"), f"gbps={2 * COPY_BYTES / ms / 1e6:.0f}")
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ class Inputs:
         def randn(*shape):
             return torch.randn(*shape, device=DEV, dtype=torch.bfloat16)
 
-        self.bshd = tuple(x.requires_grad_(grad) for x in (randn(B, nq, c["Hq"], c["dk"]), randn(B, nk, c["Hkv"], c["dk"]),
-                                                          randn(B, nk, c["Hkv"], c["dv"])))
+        q, k, v = randn(B, nq, c["Hq"], c["dk"]), randn(B, nk, c["Hkv"], c["dk"]), randn(B, nk, c["Hkv"], c["dv"])
+        self.bshd = tuple(x.requires_grad_(grad) for x in (q, k, v))
         self.bhsd = tuple(x.detach().transpose(1, 2).contiguous().requires_grad_(grad) for x in self.bshd)
         self.dout = {"bshd": randn(B, nq, c["Hq"], c["dv"]) if grad else None}
         self.dout["bhsd"] = self.dout["bshd"].transpose(1, 2).contiguous() if grad else None

@@ -7,7 +7,8 @@ A peer that ran a case but has no figure (an error, or a MISMATCH against ccattn
 and a label instead of a bar; a peer that does not apply to a case has nothing. A peer's best
 configuration counts (e.g. flex_flash's 128 x 96 blocks at Dqk 192).
 
-usage: python3 bench/plot.py results.csv PREFIX     (e.g. PREFIX bench/results/ -> bench/results/2026-12-02-h200-forward.png)
+usage: python3 bench/plot.py results.csv PREFIX
+       (PREFIX bench/results/ writes bench/results/2026-12-02-h200-forward.png and so on)
 """
 import math
 import os
@@ -53,7 +54,8 @@ def grouped_bars(ax, table, names, series, direction, value):
             failed = rows.failure(table, name, impl, masks, direction)
             found.setdefault(name, []).append(math.nan if failed else y)
             if y is not None:
-                ax.bar(x, y, width, color=colour, label=label if label not in ax.get_legend_handles_labels()[1] else None)
+                new = label not in ax.get_legend_handles_labels()[1]
+                ax.bar(x, y, width, color=colour, label=label if new else None)
             elif failed:
                 ax.plot(x, 0, marker="x", color="red", markersize=9, mew=2, clip_on=False, zorder=5)
                 ax.annotate(failed, (x, 0), xytext=(0, 8),

@@ -100,7 +100,8 @@ def main():
             for r in measured:
                 direction = "fwd" if r["direction"] == "forward" else "bwd"
                 ms = float(r["ms"])
-                out.row(name, impl, mask, direction, ms, float(r["tflops"]), bench_cases.metric_note(case, direction, ms))
+                note = bench_cases.metric_note(case, direction, ms)
+                out.row(name, impl, mask, direction, ms, float(r["tflops"]), note)
     if left:
         print(f"run.py: left for the next call ({len(left)}): {' '.join(left)}", flush=True)
         sys.exit(3)
