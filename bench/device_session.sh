@@ -1,43 +1,194 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: build, the GPU test suite with compute-sanitizer, then the benchmark of
-# ccattn beside its peers (bench/run.py, bench/peers.py) and the plot. Logs and CSVs go to $OUT.
-#   STEPS=build,test,bench,peers,plot (default: all)   CASES=a,b (default: all)   MASKS=native,...
-# Expects CUTLASS headers and a GoogleTest source copy in .deps/ (scripts/setup.sh makes them).
+# The whole benchmark on the GPU machine, from a clean checkout: ccattn (bench/run.py) and every peer
+# (bench/peers.py: FA4, Flex FLASH, Flex Triton, SDPA) on every case of bench/cases.py, in one machine
+# session and into ONE CSV, then the PNGs and the README table.
+#
+# That machine runs one command for at most 10 minutes, takes at most 64 MB of carried files per call,
+# keeps /root between consecutive calls while it stays warm, and has no network. So the work spreads
+# over calls that share /root: the build in $BUILD_DIR, the CSV in $CSV, FA4 in /root/fa4 (bench/fa4.sh).
+# bench and peers resume (they skip what the CSV holds) and start nothing after $BUDGET_S seconds, so a
+# call that ran out of time is completed by repeating it. Each call leaves in $OUT: results.csv (the
+# CSV so far), the logs, and with plot / table the PNGs and table.md.
+#
+# Here, once: FA4 from PyPI in two halves, and the CuTe headers (scripts/setup.sh puts them in .deps/):
+#   echo /.peers/ >> "$(git rev-parse --git-common-dir)/info/exclude"   # the halves travel only when carried
+#   bash bench/fa4.sh fetch .peers/fa4                                 # .peers/fa4/a 46 MB, .peers/fa4/b 54 MB
+#   tar -cJf .deps/cutlass.tar.xz -C .deps cutlass/cutlass_library/source/include   # ~1 MB
+# Call 1, carry [".peers/fa4/a", ".deps/cutlass.tar.xz"]:
+#   STEPS=fa4,build,ceilings,bench,peers IMPLS=flex,sdpa_cudnn,sdpa_flash,sdpa_dense bash bench/device_session.sh
+# Call 2, carry [".peers/fa4/b"]:
+#   STEPS=fa4,bench,peers,plot,table bash bench/device_session.sh
+# The last line says "complete" or "incomplete"; while incomplete, repeat call 2 (FA4 stays staged,
+# nothing to carry). Then copy $OUT's results.csv and PNGs to bench/results/ and table.md into the README.
+#
+# Steps (STEPS, comma-separated; they run in this order):
+#   fa4       stage the carried FA4 half (bench/fa4.sh stage $FA4_DIR); FA4 is importable once both arrived
+#   build     configure and build into $BUILD_DIR: library, CLI and the PyTorch extension (CMake with
+#             CCATTN_BUILD_PYTHON=ON, so the CUDA sources compile once for both); the extension and
+#             python/ccattn/*.py are put together in $BUILD_DIR/pypkg, on PYTHONPATH for the peers' checks
+#   test      the GPU tests with compute-sanitizer (scripts/gpu_tests.sh; builds the tests when they are
+#             not built yet, which needs GoogleTest: on the machine, or carried in .deps/googletest)
+#   ceilings  bf16 GEMM rate and device copy bandwidth (bench/ceilings.py)
+#   bench     ccattn's rows (bench/run.py)           peers  the peers' rows (bench/peers.py)
+#   plot      PNGs (bench/plot.py) into $OUT          table  the README tables (bench/table.py) to $OUT/table.md
+# Environment: CASES (comma-separated, in this order; default all), MASKS (ccattn's mechanisms,
+#   default native,block_sparse,mask_mod), IMPLS (peers, default all), BUILD_DIR (/root/build),
+#   CSV (/root/results.csv), FA4_DIR (.peers/fa4), BUDGET_S (480: no new bench or peer work after that
+#   many seconds of this call), OUT (set by the device tool; /tmp/ccattn-session otherwise).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
+start=$(date +%s)
 out=${OUT:-/tmp/ccattn-session}
-mkdir -p "$out"
-steps=",${STEPS:-build,test,bench,peers,plot},"
+build=${BUILD_DIR:-/root/build}
+csv=${CSV:-/root/results.csv}
+fa4_dir=${FA4_DIR:-.peers/fa4}
+stop_at=$((start + ${BUDGET_S:-480}))
+steps=",${STEPS:-fa4,build,ceilings,bench,peers,plot,table},"
+python=${PYTHON:-python3}
+base_pythonpath=${PYTHONPATH:-}
+incomplete=0
+mkdir -p "$out" "$(dirname "$csv")"
 has() { [[ $steps == *",$1,"* ]]; }
-csv="$out/results.csv"
+save() { [ -e "$csv" ] && cp "$csv" "$out/results.csv"; true; }  # after every step: a call cut short keeps its rows
+# Compiled kernels persist with /root, so a resumed call does not compile them again.
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/root/.cache/torchinductor}
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/root/.cache/triton}
+export PYTHONUNBUFFERED=1
+
+set_pythonpath() {  # ccattn's package from the build and FA4, where they are ready
+  local p=""
+  [ -d "$build/pypkg/ccattn" ] && p="$build/pypkg"
+  [ -e /root/fa4/site/.ready ] && p="${p:+$p:}$(bash bench/fa4.sh pythonpath)"
+  export PYTHONPATH="$p${base_pythonpath:+:$base_pythonpath}"
+}
+
+cute_include() {  # the CuTe headers: carried in .deps/cutlass, or as .deps/cutlass.tar.xz (unpacked under /root)
+  local known=.deps/cutlass/cutlass_library/source/include found
+  if [ -e "$known/cute/tensor.hpp" ]; then realpath "$known"; return; fi
+  if [ -e .deps/cutlass.tar.xz ]; then mkdir -p /root/deps && tar -xJf .deps/cutlass.tar.xz -C /root/deps; fi
+  found=$(find /root/deps -path '*/cute/tensor.hpp' 2>/dev/null | head -1)
+  [ -n "$found" ] && realpath "$(dirname "$found")/.."
+}
+
+googletest() {  # ON when the tests can be built: GoogleTest on the machine or carried in .deps/googletest
+  if [ -e .deps/googletest/CMakeLists.txt ] || ls -d /usr/lib/*/cmake/GTest /usr/lib/cmake/GTest >/dev/null 2>&1; then
+    echo ON
+  elif [ -e /usr/src/googletest/CMakeLists.txt ]; then
+    mkdir -p .deps && cp -r /usr/src/googletest .deps/googletest && echo ON
+  else
+    echo OFF
+  fi
+}
+
+configure() {  # CuTe include dir, ON|OFF for the tests, further cmake arguments; log in $out/configure.log
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCCATTN_CUTLASS_INCLUDE="$1" -DCCATTN_BUILD_TESTS="$2" "${@:3}" > "$out/configure.log" 2>&1
+}
+
+set_pythonpath
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$out/gpu.txt" 2>&1
+echo "== session: steps ${steps:1:-1}; build $build; csv $csv; stop new work at +${BUDGET_S:-480} s"
+if ! has build && [ ! -d "$build" ]; then
+  echo "session: no $build: this is a fresh machine (the last one was given back); start again from call 1"
+fi
+
+if has fa4; then
+  echo "== fa4"
+  bash bench/fa4.sh stage "$fa4_dir" 2>&1 | tail -3
+  set_pythonpath
+fi
 
 if has build; then
   echo "== build"
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
-    > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-  start=$(date +%s)
-  cmake --build build -j "$(nproc)" > "$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
-  echo "built in $(( $(date +%s) - start )) s"
+  include=$(cute_include) || { echo "no CuTe headers: carry .deps/cutlass or .deps/cutlass.tar.xz"; exit 1; }
+  tests=OFF
+  has test && tests=$(googletest)
+  # A cache made from another checkout path cannot be reused.
+  if [ -e "$build/CMakeCache.txt" ] && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" "$build/CMakeCache.txt"; then
+    echo "build: $build was configured from another checkout; starting it afresh"
+    rm -rf "$build"
+  fi
+  if ! configure "$include" "$tests" -DCCATTN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v "$python")"; then
+    tail -15 "$out/configure.log"
+    echo "build: configuring with the PyTorch extension failed (above); building without it, so the peers run unchecked"
+    configure "$include" "$tests" -DCCATTN_BUILD_PYTHON=OFF || { tail -30 "$out/configure.log"; exit 1; }
+  fi
+  t0=$(date +%s)
+  cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
+  echo "built in $(( $(date +%s) - t0 )) s"
+  so=$(ls "$build"/python/_C*.so 2>/dev/null | head -1)
+  if [ -n "$so" ]; then
+    rm -rf "$build/pypkg" && mkdir -p "$build/pypkg/ccattn" && cp python/ccattn/*.py "$so" "$build/pypkg/ccattn/"
+  fi
+  set_pythonpath
+  "$python" -c "import ccattn; print('ccattn', ccattn.__version__, 'importable from', ccattn.__file__)" 2>&1 | tail -1
 fi
+
 if has test; then
   echo "== GPU tests"
-  OUT="$out" bash scripts/gpu_tests.sh > "$out/gpu-tests.log" 2>&1
+  if [ "$(grep -s '^CCATTN_BUILD_TESTS:BOOL=' "$build/CMakeCache.txt" | cut -d= -f2)" != ON ]; then
+    tests=$(googletest)
+    if [ "$tests" = ON ] && configure "$(cute_include)" ON && cmake --build "$build" -j "$(nproc)" >> "$out/build.log" 2>&1; then
+      echo "tests built"
+    else
+      echo "tests not built (GoogleTest missing, or see configure.log / build.log)"
+    fi
+  fi
+  BUILD_DIR="$build" OUT="$out" bash scripts/gpu_tests.sh > "$out/gpu-tests.log" 2>&1
   echo "gpu tests exit $?"
   grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$out/gpu-tests.log" | head -40
 fi
-if has bench; then
-  echo "== ccattn benchmark"
-  python3 bench/run.py --ccattn build/src/cli/ccattn --csv "$csv" --card "$card" --cases "${CASES:-}" \
-    --masks "${MASKS:-native,block_sparse,mask_mod}" > "$out/bench.log" 2>&1
-  grep -E "forward|backward|error" "$out/bench.log" | head -80
+
+if has ceilings; then
+  echo "== ceilings"
+  "$python" bench/ceilings.py --csv "$csv" 2>&1 | tail -3
+  save
 fi
+
+if has bench && [ ! -x "$build/src/cli/ccattn" ]; then
+  echo "== ccattn benchmark: no $build/src/cli/ccattn (run the build step first)"
+  incomplete=1
+elif has bench; then
+  echo "== ccattn benchmark"
+  "$python" bench/run.py --ccattn "$build/src/cli/ccattn" --csv "$csv" --card "$card" --cases "${CASES:-}" \
+    --masks "${MASKS:-native,block_sparse,mask_mod}" --resume --stop-at "$stop_at" > "$out/bench.log" 2>&1
+  rc=$?
+  grep -vE "^(ccattn bench: |  )" "$out/bench.log" | tail -70
+  [ "$rc" -eq 0 ] || incomplete=1
+  save
+fi
+
 if has peers; then
   echo "== peers"
-  PYTHONUNBUFFERED=1 python3 bench/peers.py --csv "$csv" --cases "${CASES:-}" > "$out/peers.log" 2>&1
-  grep -vE "^#|Warning|warn" "$out/peers.log" | tail -60
+  # Exit 4: a kernel fault lost the CUDA context; its row is written, so a new process goes on after it.
+  for attempt in 1 2 3 4 5; do
+    "$python" bench/peers.py --csv "$csv" --cases "${CASES:-}" --impls "${IMPLS:-}" --resume --stop-at "$stop_at" \
+      >> "$out/peers.log" 2>&1
+    rc=$?
+    if [ "$rc" -ne 4 ] || [ "$(date +%s)" -ge "$stop_at" ]; then break; fi
+    echo "peers: CUDA context lost; starting again (attempt $((attempt + 1)))"
+  done
+  grep -E "TFLOP/s|^peers\.py|^reference|^# [^ ]+: [0-9]+ s$" "$out/peers.log" | tail -100
+  [ "$rc" -eq 0 ] || incomplete=1
+  save
 fi
+
 if has plot && [ -e "$csv" ]; then
-  python3 bench/plot.py "$csv" "$out/results.png" > "$out/plot.log" 2>&1 || tail -5 "$out/plot.log"
+  echo "== plot"
+  "$python" bench/plot.py "$csv" "$out/" > "$out/plot.log" 2>&1
+  cat "$out/plot.log"
+fi
+
+if has table && [ -e "$csv" ]; then
+  echo "== table"
+  "$python" bench/table.py "$csv" > "$out/table.md" 2>&1
+  cat "$out/table.md"
+fi
+
+save
+if [ $incomplete -eq 0 ]; then
+  echo "== complete ($(( $(date +%s) - start )) s)"
+else
+  echo "== incomplete ($(( $(date +%s) - start )) s): work is left; repeat this call"
 fi

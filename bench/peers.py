@@ -1,13 +1,25 @@
-"""Peers on the benchmark cases, timed in the same GPU call as ccattn (bench/run.py) so that the
-comparison is a ratio from one run: FlexAttention with a BlockMask, FlexAttention with mask_mod only
-(every block partial), SDPA with the cuDNN and flash backends (plain causal only), SDPA with a dense
-boolean mask (where it fits). Medians of triton.testing.do_bench. Writes CSV rows to --csv.
+"""Peers on the benchmark cases, timed in the same GPU session as ccattn (bench/run.py) so that the
+comparison is a ratio from one run. impl / mask labels:
+  fa4 / causal              FlashAttention-4 (flash_attn.cute) on the plain causal cases
+  fa4 / none, none_splits_auto   FA4 on the decode cases (num_splits 1, and 0 = its own heuristic)
+  flex_flash / block_mask   FlexAttention on FA4's kernels (BACKEND FLASH), BlockMask of 128 x 128
+  flex_flash / block_mask_128x96   the same with kv blocks of 96 (Dqk 192: what FA4's backward takes)
+  flex / block_mask         FlexAttention's Triton kernels, BlockMask of 128 x 128
+  flex / mask_mod           the same with every block partial (mask_mod on every element)
+  sdpa_cudnn, sdpa_flash / causal, none   SDPA's cuDNN and flash (FA2) backends: plain causal, decode
+  sdpa_dense / dense_mask   SDPA with a boolean mask, where the mask is small enough
+Before a peer is timed its output (and gradients) are compared with ccattn's (bench/reference.py);
+a mismatch keeps its ms but gets tflops = nan. Backward time = time(fwd + bwd) - time(fwd).
+Medians of triton.testing.do_bench. A peer that fails writes its error in note and the run goes on.
 
-usage: python3 bench/peers.py --csv FILE [--cases a,b] [--rep-ms 200]
+usage: python3 bench/peers.py --csv FILE [--cases a,b] [--impls fa4,flex_flash,...] [--rep-ms 200]
+                              [--resume] [--stop-at EPOCH]
+Exit status 3: work left (deadline or FA4 missing; run again with --resume), 4: the CUDA context
+was lost (the failing peer has its error row; run again with --resume to go on).
 """
 import argparse
-import csv
 import datetime
+import gc
 import os
 import sys
 import time
@@ -15,124 +27,227 @@ import time
 import torch
 import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import flex_attention
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases as bench_cases  # noqa: E402
+import flexmasks  # noqa: E402
+import reference  # noqa: E402
+import rows  # noqa: E402
+
+try:
+    from flash_attn.cute import flash_attn_func
+    FA4_ERROR = None
+except Exception as e:  # FA4 (and Flex's FLASH backend, which runs its kernels) is staged by bench/fa4.sh
+    flash_attn_func, FA4_ERROR = None, e
 
 import torch._dynamo  # noqa: E402
 
 torch._dynamo.config.cache_size_limit = 256
 torch._dynamo.config.accumulated_cache_size_limit = 4096
-DEV = "cuda"
-FIELDS = ["date", "card", "case", "impl", "mask", "direction", "ms", "tflops", "note"]
+DEV = flexmasks.DEV
+NEEDS_FA4 = {"fa4", "flex_flash"}
+BLOCK_SIZES = {"block_mask": (128, 128), "block_mask_128x96": (128, 96)}
+DENSE_LIMIT = 2**31  # B * Hq * Sq * Sk of the SDPA dense-mask peer
+flex = torch.compile(flex_attention, dynamic=False)
+
+
+def units(c):
+    """The (impl, mask) pairs that apply to a filled-in case, most important first."""
+    if not c["causal"]:
+        return [("fa4", "none"), ("fa4", "none_splits_auto"), ("sdpa_flash", "none"), ("sdpa_cudnn", "none")]
+    u = [("flex_flash", "block_mask")]
+    if c["dk"] == 192:
+        u.append(("flex_flash", "block_mask_128x96"))
+    if bench_cases.is_plain_causal(c):
+        u.append(("fa4", "causal"))
+    u += [("flex", "block_mask"), ("flex", "mask_mod")]
+    if bench_cases.is_plain_causal(c):
+        u += [("sdpa_cudnn", "causal"), ("sdpa_flash", "causal")]
+    elif not c["docs"] and c["B"] * c["Hq"] * c["nq"] * c["nk"] <= DENSE_LIMIT:
+        u.append(("sdpa_dense", "dense_mask"))
+    return u
+
+
+class Inputs:
+    """One case's random q, k, v (and dout when it times the backward) in two layouts: [B, S, H, D]
+    (ccattn, FA4) and contiguous [B, H, S, D] copies (FlexAttention, SDPA)."""
+
+    def __init__(self, c):
+        torch.manual_seed(0)
+        B, nq, nk, grad = c["B"], c["nq"], c["nk"], c["bwd"]
+
+        def randn(*shape):
+            return torch.randn(*shape, device=DEV, dtype=torch.bfloat16)
+
+        q, k, v = randn(B, nq, c["Hq"], c["dk"]), randn(B, nk, c["Hkv"], c["dk"]), randn(B, nk, c["Hkv"], c["dv"])
+        self.bshd = tuple(x.requires_grad_(grad) for x in (q, k, v))
+        self.bhsd = tuple(x.detach().transpose(1, 2).contiguous().requires_grad_(grad) for x in self.bshd)
+        self.dout = {"bshd": randn(B, nq, c["Hq"], c["dv"]) if grad else None}
+        self.dout["bhsd"] = self.dout["bshd"].transpose(1, 2).contiguous() if grad else None
+
+    def leaves(self, layout):
+        return self.bshd if layout == "bshd" else self.bhsd
+
+
+def as_bshd(x, layout):
+    return x if layout == "bshd" else x.transpose(1, 2)
+
+
+def first_tensor(result):
+    """The attention output of a peer's result: FA4 returns (out, lse)."""
+    while isinstance(result, (tuple, list)):
+        result = result[0]
+    return result
+
+
+def peer_call(impl, mask, c, x, masks):
+    """(layout, a function running the peer once) for one unit; raises when it cannot be set up."""
+    q, k, v = x.leaves("bhsd")
+    gqa = c["Hq"] != c["Hkv"]
+    if impl == "fa4":
+        qs, ks, vs = x.leaves("bshd")
+        if mask == "causal":
+            return "bshd", lambda: flash_attn_func(qs, ks, vs, causal=True)
+        splits = 0 if mask == "none_splits_auto" else 1
+        return "bshd", lambda: flash_attn_func(qs, ks, vs, causal=False, num_splits=splits)
+    if impl == "flex_flash":
+        bm = masks.get(BLOCK_SIZES[mask])
+        return "bhsd", lambda: flex(q, k, v, block_mask=bm, enable_gqa=gqa, kernel_options={"BACKEND": "FLASH"})
+    if impl == "flex":
+        bm = masks.get() if mask == "block_mask" else masks.every_block_partial()
+        return "bhsd", lambda: flex(q, k, v, block_mask=bm, enable_gqa=gqa)
+    if impl in ("sdpa_cudnn", "sdpa_flash"):
+        backend = SDPBackend.CUDNN_ATTENTION if impl == "sdpa_cudnn" else SDPBackend.FLASH_ATTENTION
+
+        def sdpa():
+            with sdpa_kernel([backend]):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=c["causal"], enable_gqa=gqa)
+        return "bhsd", sdpa
+    if impl == "sdpa_dense":
+        dense = flexmasks.dense_mask(c)
+        return "bhsd", lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense,
+                                                                                enable_gqa=gqa)
+    raise ValueError(f"unknown peer {impl}")
 
 
 def timed(fn, rep_ms):
     return triton.testing.do_bench(fn, warmup=50, rep=rep_ms, return_mode="median")
 
 
-def band_mask_mod(c):
-    """The case's mask as a FlexAttention mask_mod (documents packed along the sequence for varlen)."""
-    cf, delta = c["cf"], c["delta"]
-    if not c["docs"]:
-        return lambda b, h, qi, ki: ki * cf <= qi + delta
-    qdoc = torch.cat([torch.full((q,), d, device=DEV) for d, (q, _) in enumerate(c["docs"])])
-    kdoc = torch.cat([torch.full((k,), d, device=DEV) for d, (_, k) in enumerate(c["docs"])])
-    qstart = torch.tensor([0] + [q for q, _ in c["docs"]], device=DEV).cumsum(0)
-    kstart = torch.tensor([0] + [k for _, k in c["docs"]], device=DEV).cumsum(0)
-    qloc = torch.arange(c["nq"], device=DEV) - qstart[qdoc]
-    kloc = torch.arange(c["nk"], device=DEV) - kstart[kdoc]
-    return lambda b, h, qi, ki: (qdoc[qi] == kdoc[ki]) & (kloc[ki] * cf <= qloc[qi] + delta)
+def cuda_alive():
+    """False once a kernel fault has poisoned the CUDA context (every later call would fail)."""
+    try:
+        torch.cuda.synchronize()
+        return torch.ones(1, device=DEV).add_(1).item() == 2
+    except Exception:
+        return False
 
 
-def every_block_partial(bm, mask_mod, nq, nk):
-    nqb, nkb = bm.kv_num_blocks.shape[-1], bm.kv_indices.shape[-1]
-    num = torch.full((1, 1, nqb), nkb, device=DEV, dtype=torch.int32)
-    idx = torch.arange(nkb, device=DEV, dtype=torch.int32).expand(1, 1, nqb, nkb).contiguous()
-    return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=bm.BLOCK_SIZE, mask_mod=mask_mod, seq_lengths=(nq, nk))
+def note_of(*parts):
+    return " ".join(p for p in parts if p)
 
 
-def run_case(name, case, rep_ms, emit):
+def measure(name, case, impl, mask, layout, call, x, ref, emit, rep_ms):
+    """Checks, then times one unit: its fwd row, and its bwd row when the case times the backward."""
     c = bench_cases.full(case)
     f_fwd, f_bwd = bench_cases.flops(case)
-    B, Hq, Hkv, nq, nk = c["B"], c["Hq"], c["Hkv"], c["nq"], c["nk"]
-    q = torch.randn(B, Hq, nq, c["dk"], device=DEV, dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(B, Hkv, nk, c["dk"], device=DEV, dtype=torch.bfloat16, requires_grad=True)
-    v = torch.randn(B, Hkv, nk, c["dv"], device=DEV, dtype=torch.bfloat16, requires_grad=True)
-    gqa = Hq != Hkv
-    mask_mod = band_mask_mod(c)
-    flex = torch.compile(flex_attention, dynamic=False)
-    # The block mask is setup, not timed. Built eagerly (a dense mask of nq x nk booleans, a few GB at
-    # most) where that fits, since compiling the builder took minutes per case; compiled (as the
-    # anchors do, no dense mask) for the 1M-query case.
-    block_mask_of = create_block_mask if nq * nk <= 2**32 else torch.compile(create_block_mask)
+    nan = float("nan")
+    leaves, dout = x.leaves(layout), x.dout[layout]
+    try:
+        fwd_ok, check = ref.check_out(as_bshd(first_tensor(call()), layout))
+        ms = timed(call, rep_ms)
+    except Exception as e:
+        emit(name, impl, mask, "fwd", nan, nan, "error: " + rows.one_line(repr(e)))
+        return
+    emit(name, impl, mask, "fwd", ms, f_fwd / ms / 1e9 if fwd_ok else nan,
+         note_of(check, bench_cases.metric_note(case, "fwd", ms)))
+    if not c["bwd"]:
+        return
 
-    def time_pair(impl, mask, fwd):
+    def fwd_bwd():
+        return torch.autograd.grad(first_tensor(call()), leaves, dout)  # fresh gradients: no accumulation
+    try:
+        grad_ok, grad_check = ref.check_grads([as_bshd(g, layout) for g in fwd_bwd()])
+        ms_bwd = timed(fwd_bwd, rep_ms) - ms
+    except Exception as e:
+        emit(name, impl, mask, "bwd", nan, nan, "error: " + rows.one_line(repr(e)))
+        return
+    ok = fwd_ok and grad_ok and ms_bwd > 0  # timing noise could leave nothing for a tiny backward
+    emit(name, impl, mask, "bwd", ms_bwd, f_bwd / ms_bwd / 1e9 if ok else nan,
+         note_of(grad_check, "" if fwd_ok else "(forward MISMATCH)", bench_cases.metric_note(case, "bwd", ms_bwd)))
+
+
+def run_case(name, todo, args, emit):
+    """Every unit of todo on one case; False when the CUDA context was lost."""
+    case = bench_cases.CASES[name]
+    c = bench_cases.full(case)
+    try:
+        x = Inputs(c)
+        ref = reference.Reference(c, *x.leaves("bshd"), x.dout["bshd"])
+        masks = flexmasks.BlockMasks(name, c, emit)
+    except Exception as e:  # e.g. out of memory: every unit of the case reports it
+        for impl, mask in todo:
+            emit(name, impl, mask, "fwd", float("nan"), float("nan"), "error: inputs: " + rows.one_line(repr(e)))
+        return cuda_alive()
+    for impl, mask in todo:
+        if time.time() > args.stop_at:
+            return True
+        print(f"# {name} {impl} {mask}", flush=True)
         try:
-            t = timed(fwd, rep_ms)
-            emit(name, impl, mask, "fwd", t, f_fwd / t / 1e9)
-            if c["bwd"]:
-                g = torch.randn_like(fwd())
-
-                def fwd_bwd():
-                    fwd().backward(g)
-
-                t2 = timed(fwd_bwd, rep_ms) - t
-                emit(name, impl, mask, "bwd", t2, f_bwd / t2 / 1e9)
-        except Exception as e:  # a peer that cannot run a case is reported, not fatal
-            emit(name, impl, mask, "fwd", float("nan"), float("nan"), repr(e)[:160])
-
-    t0 = time.time()
-    bm = block_mask_of(mask_mod, None, None, nq, nk, device=DEV)
-    build_s = time.time() - t0
-    emit(name, "flex", "block_mask_build", "setup", build_s * 1e3, float("nan"))
-    time_pair("flex", "block_mask", lambda: flex(q, k, v, block_mask=bm, enable_gqa=gqa))
-    bm_partial = every_block_partial(bm, mask_mod, nq, nk)
-    time_pair("flex", "mask_mod", lambda: flex(q, k, v, block_mask=bm_partial, enable_gqa=gqa))
-    del bm, bm_partial
-    if c["cf"] == 1 and nq == nk and c["delta"] == 0 and not c["docs"]:
-        for backend, impl in ((SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"), (SDPBackend.FLASH_ATTENTION, "sdpa_flash")):
-            def sdpa(backend=backend):
-                with sdpa_kernel([backend]):
-                    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-            time_pair(impl, "causal", sdpa)
-    elif not c["docs"] and B * Hq * nq * nk <= 2**31:
-        qi = torch.arange(nq, device=DEV)[:, None]
-        ki = torch.arange(nk, device=DEV)[None, :]
-        dense = ki * c["cf"] <= qi + c["delta"]
-        time_pair("sdpa_dense", "dense_mask",
-                  lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense, enable_gqa=gqa))
-    del q, k, v
-    torch.cuda.empty_cache()
+            layout, call = peer_call(impl, mask, c, x, masks)
+        except Exception as e:
+            emit(name, impl, mask, "fwd", float("nan"), float("nan"), "error: " + rows.one_line(repr(e)))
+            continue
+        measure(name, case, impl, mask, layout, call, x, ref, emit, args.rep_ms)
+        if not cuda_alive():
+            print(f"peers.py: CUDA context lost after {name} {impl} {mask}", flush=True)
+            return False
+    return True
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv", required=True)
-    ap.add_argument("--cases", default="")
+    ap.add_argument("--cases", default="", help="comma-separated, in this order (default: all, cases.py's order)")
+    ap.add_argument("--impls", default="", help="comma-separated impls to run (default: all)")
     ap.add_argument("--rep-ms", type=float, default=200)
+    ap.add_argument("--resume", action="store_true", help="skip units the CSV already holds")
+    ap.add_argument("--stop-at", type=float, default=float("inf"), help="start nothing after this epoch time")
     args = ap.parse_args()
-    card = torch.cuda.get_device_name()
-    today = datetime.date.today().isoformat()
-    new = not os.path.exists(args.csv)
-    with open(args.csv, "a", newline="") as fh:
-        out = csv.writer(fh)
-        if new:
-            out.writerow(FIELDS)
-
-        def emit(case, impl, mask, direction, ms, tflops, note=""):
-            out.writerow([today, card, case, impl, mask, direction, f"{ms:.4f}", f"{tflops:.1f}", note])
-            fh.flush()
-            print(f"{case:22s} {impl:11s} {mask:16s} {direction:5s} {ms:10.3f} ms {tflops:7.1f} TFLOP/s {note}", flush=True)
-
-        # in the order given (most important first when the call has a time limit)
-        wanted = [s for s in args.cases.split(",") if s] or list(bench_cases.CASES)
-        for name in wanted:
-            case = bench_cases.CASES[name]
-            t0 = time.time()
-            run_case(name, case, args.rep_ms, emit)
-            print(f"# {name}: {time.time() - t0:.0f} s", flush=True)
+    names = [s for s in args.cases.split(",") if s] or list(bench_cases.CASES)
+    impls = set(s for s in args.impls.split(",") if s)
+    if reference.IMPORT_ERROR is not None:
+        print(f"peers.py: import ccattn failed ({reference.IMPORT_ERROR!r}): rows are unchecked", flush=True)
+    if FA4_ERROR is not None:
+        print(f"peers.py: FA4 not importable ({FA4_ERROR!r}): fa4 and flex_flash are left for a later run", flush=True)
+    before = rows.read(args.csv) if args.resume else []
+    out = rows.Writer(args.csv, datetime.date.today().isoformat(), torch.cuda.get_device_name())
+    left = []
+    for name in names:
+        c = bench_cases.full(bench_cases.CASES[name])
+        todo = [(i, m) for i, m in units(c) if (not impls or i in impls)
+                and not rows.done(before, name, i, m, c["bwd"])]
+        if FA4_ERROR is not None:
+            left += [f"{name}/{i}/{m}" for i, m in todo if i in NEEDS_FA4]
+            todo = [(i, m) for i, m in todo if i not in NEEDS_FA4]
+        if not todo:
+            continue
+        if time.time() > args.stop_at:
+            left += [f"{name}/{i}/{m}" for i, m in todo]
+            continue
+        t0 = time.time()
+        alive = run_case(name, todo, args, out.row)
+        gc.collect()
+        torch.cuda.empty_cache()
+        if not alive:
+            sys.exit(4)
+        print(f"# {name}: {time.time() - t0:.0f} s", flush=True)
+        now = rows.read(args.csv)
+        left += [f"{name}/{i}/{m}" for i, m in todo if not rows.done(now, name, i, m, c["bwd"])]
+    if left:
+        print(f"peers.py: left for the next call ({len(left)}): {' '.join(left)}", flush=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

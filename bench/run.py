@@ -1,11 +1,14 @@
 """ccattn on the benchmark cases (bench/cases.py): `ccattn bench` per case and mask mechanism
 (native band, block-sparse lists built from the band, mask_mod = the band evaluated per element),
-forward and backward, appended to one CSV in the same format as bench/peers.py.
+forward and backward, appended to one CSV in the format of bench/rows.py. Non-causal (decode) cases
+run the native path only: without a mask there is nothing for the other mechanisms to skip.
+Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`.
 
 usage: python3 bench/run.py --ccattn build/src/cli/ccattn --csv FILE [--cases a,b] [--masks native,...]
-                           [--kernels sm80] [--no-bwd]
+                           [--kernels sm80] [--no-bwd] [--resume] [--stop-at EPOCH]
 --kernels sm80 keeps Hopper on the portable kernels (CCATTN_KERNELS=sm80); its rows are labelled
-ccattn_sm80. The backward always runs the sm80 kernels.
+ccattn_sm80. The backward always runs the sm80 kernels. --resume skips what the CSV already holds;
+--stop-at starts nothing after that time (seconds since the epoch) and stops a run 60 s past it.
 """
 import argparse
 import csv
@@ -14,17 +17,20 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases as bench_cases  # noqa: E402
+import rows  # noqa: E402
 
-FIELDS = ["date", "card", "case", "impl", "mask", "direction", "ms", "tflops", "note"]
+GRACE_S = 60  # a `ccattn bench` started before --stop-at may run this long past it
 
 
 def case_arguments(case, backward=True):
     c = bench_cases.full(case)
-    args = ["--heads-q", c["Hq"], "--heads-kv", c["Hkv"], "--dim-qk", c["dk"], "--dim-v", c["dv"],
-            "--causal", "--compress-factor", c["cf"], "--diag-offset", c["delta"]]
+    args = ["--heads-q", c["Hq"], "--heads-kv", c["Hkv"], "--dim-qk", c["dk"], "--dim-v", c["dv"]]
+    if c["causal"]:
+        args += ["--causal", "--compress-factor", c["cf"], "--diag-offset", c["delta"]]
     if c["docs"]:
         args += ["--documents", ",".join(f"{q}:{k}" for q, k in c["docs"])]
     else:
@@ -34,45 +40,71 @@ def case_arguments(case, backward=True):
     return [str(a) for a in args]
 
 
+def masks_for(case, masks):
+    return masks if bench_cases.full(case)["causal"] else [m for m in masks if m == "native"]
+
+
+def bench_one(args, env, case, mask, timeout):
+    """Runs `ccattn bench` once; returns its CSV rows, or raises with the CLI's last error line."""
+    with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
+        cmd = [args.ccattn, "bench", "--backend", "cuda", "--mask", mask, "--iters", str(args.iters),
+               "--csv", tmp.name] + case_arguments(case, not args.no_bwd)
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        print(run.stdout, end="", flush=True)
+        if run.returncode != 0:
+            raise RuntimeError((run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1])
+        with open(tmp.name, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ccattn", required=True)
     ap.add_argument("--csv", required=True)
-    ap.add_argument("--cases", default="")
+    ap.add_argument("--cases", default="", help="comma-separated, in this order (default: all, cases.py's order)")
     ap.add_argument("--masks", default="native,block_sparse,mask_mod")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--card", default="")
     ap.add_argument("--kernels", default="", help="sm80: keep Hopper on the portable kernels")
     ap.add_argument("--no-bwd", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="skip (case, mask) pairs the CSV already holds")
+    ap.add_argument("--stop-at", type=float, default=float("inf"), help="start nothing after this epoch time")
     args = ap.parse_args()
-    wanted = [s for s in args.cases.split(",") if s]
+    if not os.access(args.ccattn, os.X_OK):
+        sys.exit(f"run.py: {args.ccattn} is not an executable (build first)")
+    names = [s for s in args.cases.split(",") if s] or list(bench_cases.CASES)
     impl = "ccattn_sm80" if args.kernels == "sm80" else "ccattn"
     env = dict(os.environ, CCATTN_KERNELS=args.kernels)
-    new = not os.path.exists(args.csv)
-    with open(args.csv, "a", newline="") as fh:
-        out = csv.writer(fh)
-        if new:
-            out.writerow(FIELDS)
-        for name, case in bench_cases.CASES.items():
-            if wanted and name not in wanted:
+    before = rows.read(args.csv) if args.resume else []
+    out = rows.Writer(args.csv, datetime.date.today().isoformat(), args.card)
+    left = []
+    for name in names:
+        case = bench_cases.CASES[name]
+        backward = bench_cases.full(case)["bwd"] and not args.no_bwd
+        for mask in masks_for(case, args.masks.split(",")):
+            if rows.done(before, name, impl, mask, backward):
                 continue
-            for mask in args.masks.split(","):
-                with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
-                    cmd = [args.ccattn, "bench", "--backend", "cuda", "--mask", mask, "--iters", str(args.iters),
-                           "--csv", tmp.name] + case_arguments(case, not args.no_bwd)
-                    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                    print(run.stdout, end="", flush=True)
-                    if run.returncode != 0:
-                        note = (run.stderr.strip().splitlines() or ["failed"])[-1][:160]
-                        print(f"{name} {mask}: {note}", flush=True)
-                        out.writerow([datetime.date.today().isoformat(), args.card, name, impl, mask, "fwd",
-                                      "nan", "nan", note])
-                        continue
-                    for row in csv.DictReader(open(tmp.name)):
-                        direction = "fwd" if row["direction"] == "forward" else "bwd"
-                        out.writerow([row["date"][:10], args.card, name, impl, mask, direction,
-                                      f"{float(row['ms']):.4f}", f"{float(row['tflops']):.1f}", ""])
-                fh.flush()
+            if time.time() > args.stop_at:
+                left.append(f"{name}/{mask}")
+                continue
+            try:
+                timeout = args.stop_at + GRACE_S - time.time() if args.stop_at < float("inf") else None
+                measured = bench_one(args, env, case, mask, timeout)
+            except subprocess.TimeoutExpired:
+                print(f"{name} {mask}: stopped at the deadline", flush=True)
+                left.append(f"{name}/{mask}")
+                continue
+            except RuntimeError as e:  # the CLI ran and failed: its error is the row
+                out.row(name, impl, mask, "fwd", float("nan"), float("nan"), "error: " + rows.one_line(e))
+                continue
+            for r in measured:
+                direction = "fwd" if r["direction"] == "forward" else "bwd"
+                ms = float(r["ms"])
+                note = bench_cases.metric_note(case, direction, ms)
+                out.row(name, impl, mask, direction, ms, float(r["tflops"]), note)
+    if left:
+        print(f"run.py: left for the next call ({len(left)}): {' '.join(left)}", flush=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":
