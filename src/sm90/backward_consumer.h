@@ -86,6 +86,20 @@ struct BackwardConsumer {
         }
     }
 
+    // src (registers) -> dst (shared memory), both partitioned by a copy of 32-bit units, so linear
+    // elements 2i, 2i + 1 are adjacent in memory: one st.shared.b32 per pair (through a generic pointer
+    // the compiler would emit 64-bit generic stores).
+    template <class Src, class Dst>
+    CUTE_DEVICE static void store_pairs_shared(const Src& src, Dst&& dst) {
+        static_assert(sizeof(Element) == 2);
+        CUTE_STATIC_ASSERT_V(size(src) == size(dst));
+        CUTE_UNROLL
+        for (int i = 0; i < size(src); i += 2) {
+            const std::uint32_t pair = std::uint32_t(src(i).raw()) | (std::uint32_t(src(i + 1).raw()) << 16);
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(cast_smem_ptr_to_uint(&dst(i))), "r"(pair));
+        }
+    }
+
     // ct: this thread's index among the consumer threads, 0..255.
     CUTE_DEVICE static void run(const sm80::BackwardParams& bp, const BackwardCta& cta,
                                 typename Traits::SharedStorage& smem, int ct) {
@@ -119,6 +133,11 @@ struct BackwardConsumer {
         Tensor tdKrQ = thr_dk.partition_fragment_B(sQt);    // (MMA, MMA_N, MMA_K, stage)
         Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);   // (MMA, MMA_M, MMA_K, buffer)
         Tensor tdQrK = thr_dq.partition_fragment_B(sKt);    // (MMA, MMA_N, MMA_K)
+
+        // dSᵀ registers -> shared memory: the accumulator's column pairs as 32-bit stores.
+        auto r2s_ds = make_tiled_copy_C(Copy_Atom<UniversalCopy<std::uint32_t>, Element>{}, mma_dp);
+        auto thr_r2s_ds = r2s_ds.get_thread_slice(ct);
+        Tensor tdSsdS = thr_r2s_ds.partition_D(sdSt);  // (CPY, CPY_M, CPY_N, buffer)
 
         using ShapeS = Shape<Int<kBlockN>, Int<kBlockM>>;
         Tensor tSrS = partition_fragment_C(mma_s, ShapeS{});    // Sᵀ, then Pᵀ: (MMA, MMA_M, MMA_N)
@@ -208,21 +227,10 @@ struct BackwardConsumer {
             wgmma<false>(mma_dv, tdVrP, tdVrdO(_, _, _, stage), acc_dv);
             wgmma<false>(mma_dk, tdKrdS, tdKrQ(_, _, _, stage), acc_dk);
 
-            // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per store. The buffer
+            // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per 32-bit store. The buffer
             // alternates: the other warp group may still read the previous q-tile's until it reaches
             // this q-tile's ds_ready_sync.
-            auto ds16 = rowcol_view(make_tensor(tdKrdS.data(), tdPrdP.layout()));
-            using Pair = cute::array<Element, 2>;
-            CUTE_UNROLL
-            for (int r = 0; r < size<0>(ds16); ++r) {
-                CUTE_UNROLL
-                for (int c = 0; c < size<1>(ds16); c += 2) {
-                    Pair v;
-                    v[0] = ds16(r, c);
-                    v[1] = ds16(r, c + 1);
-                    *reinterpret_cast<Pair*>(&sdSt(get<0>(cs(r, c)), get<1>(cs(r, c)), ds_buffer)) = v;
-                }
-            }
+            store_pairs_shared(thr_r2s_ds.retile_S(make_tensor(tdKrdS.data(), tdPrdP.layout())), tdSsdS(_, _, _, ds_buffer));
             cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by wgmma
             ds_ready_sync();
 
