@@ -14,6 +14,7 @@ constexpr std::int64_t kMaxHeadDim = 512;
 constexpr std::int64_t kMaxOffset = std::int64_t(1) << 62;  // keeps every index sum in int64
 
 std::string dims(const Tensor& t) {
+    if (t.rank < 0 || t.rank > Tensor::kMaxRank) return "rank " + std::to_string(t.rank);
     std::string s = "[";
     for (int d = 0; d < t.rank; ++d) s += (d ? ", " : "") + std::to_string(t.shape[d]);
     return s + "]";
