@@ -84,8 +84,9 @@ protected:
 
     Result ccattn(const std::string& args) {
         const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-        const std::string cmd =
-            std::string(CCATTN_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string();
+        // A call that hangs (an endless input) fails the test instead of stalling the suite.
+        const std::string cmd = "timeout 120 " + std::string(CCATTN_CLI_PATH) + " " + args + " > " + out.string() +
+                                " 2> " + err.string();
         const int status = std::system(cmd.c_str());
         Result r;
         r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -252,6 +253,73 @@ TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
         EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
         EXPECT_NE(r.err.find(c.message), std::string::npos) << "stderr: " << r.err;
         EXPECT_FALSE(fs::exists(path("out/out.npy"))) << c.args;
+    }
+}
+
+// Paths that are no .npy file fail at once, naming the option: a directory (was an uncaught
+// exception), endless devices (were read whole before the magic was checked), headers that promise
+// more or less than the file holds, or an absurd header length.
+TEST_F(Cli, RunRejectsInputsThatAreNoNpyFile) {
+    std::mt19937_64 rng(1);
+    const Shape ks = {1, 6, 2, 8};
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    fs::create_directories(path("adir"));
+    const std::vector<float> few(4, 1.f);
+    write_npy(path("short.npy"), "<f4", {1 << 20, 1 << 10, 4, 64}, few.data(), 16);
+    write_npy(path("long.npy"), "<f4", {1, 1, 1, 2}, few.data(), 16);
+    {
+        std::ofstream f(path("header.npy"), std::ios::binary);
+        f.write("\x93NUMPY\x02\x00\xf0\xff\xff\xff{'descr'", 18);
+    }
+    struct Bad {
+        std::string q, message;
+    };
+    const Bad cases[] = {
+        {path("adir"), "is a directory"},
+        {"/dev/urandom", "not a .npy file"},
+        {"/dev/zero", "not a .npy file"},
+        {path("short.npy"), "holds 16 data bytes"},
+        {path("long.npy"), "holds more than the 8 data bytes"},
+        {path("header.npy"), "header of 4294967280 bytes"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn("run --q " + c.q + " --k " + path("k.npy") + " --v " + path("k.npy") + " --out-dir " +
+                                path("out"));
+        EXPECT_EQ(r.code, 2) << c.q << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("'--q'"), std::string::npos) << "stderr: " << r.err;
+        EXPECT_NE(r.err.find(c.message), std::string::npos) << "stderr: " << r.err;
+        EXPECT_FALSE(fs::exists(path("out"))) << c.q;
+    }
+}
+
+// A byte order or dtype the reader does not take: the hint names a dtype the option accepts.
+TEST_F(Cli, RunHintsAnAcceptedDtype) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    const std::vector<std::int64_t> wide(80, 0);
+    write_npy(path("q_be.npy"), ">f4", qs, wide.data(), 4 * 80);
+    write_npy(path("q_be16.npy"), ">f2", qs, wide.data(), 2 * 80);
+    write_npy(path("q_f8.npy"), ">f8", qs, wide.data(), 8 * 80);
+    write_npy(path("cq_be.npy"), ">i4", {3}, wide.data(), 12);
+    write_npy(path("cq_i8.npy"), "<i8", {3}, wide.data(), 24);
+    const std::string kv = " --k " + path("k.npy") + " --v " + path("k.npy") + " --out-dir " + path("out");
+    struct Bad {
+        std::string args, option, hint;
+    };
+    const Bad cases[] = {
+        {"--q " + path("q_be.npy") + kv, "--q", "astype('<f4')"},
+        {"--q " + path("q_be16.npy") + kv, "--q", "astype('<f2')"},
+        {"--q " + path("q_f8.npy") + kv, "--q", "astype('<f4')"},
+        {"--q " + path("q.npy") + kv + " --cu-seqlens-q " + path("cq_be.npy"), "--cu-seqlens-q", "astype('<i4')"},
+        {"--q " + path("q.npy") + kv + " --cu-seqlens-q " + path("cq_i8.npy"), "--cu-seqlens-q", "astype('<i4')"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn("run " + c.args);
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("'" + c.option + "'"), std::string::npos) << "stderr: " << r.err;
+        EXPECT_NE(r.err.find(c.hint), std::string::npos) << "stderr: " << r.err;
     }
 }
 
