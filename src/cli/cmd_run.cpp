@@ -75,9 +75,9 @@ Status run(const Options& o, std::ostream& os) {
     if (!(s = o.integer("threads", 0, 4096, threads)).ok()) return s;
     std::optional<float> scale;
     if (o.has("scale")) {
-        double x = 0;
+        float x = 0;
         if (!(s = o.real("scale", x)).ok()) return s;
-        scale = float(x);
+        scale = x;
     }
     Mask band;
     if (!(s = read_band(o, band)).ok()) return s;

@@ -346,6 +346,40 @@ TEST_F(Cli, CheckRejectsBadOptions) {
     EXPECT_NE(value.err.find("--seqlen-q"), std::string::npos) << value.err;
 }
 
+// Numbers out of their range or malformed are rejected by option name, never by an exception
+// (--documents used to abort on std::stoll's out_of_range and to drop a third ':' field).
+TEST_F(Cli, NumbersAreCheckedByOptionName) {
+    const std::string small = "--seqlen-q 8 --heads-q 1 --heads-kv 1 --dim-qk 8 --dim-v 8 ";
+    struct Bad {
+        std::string args, option, message;
+    };
+    const Bad cases[] = {
+        {"check --backend cpu --documents 99999999999999999999:1", "--documents", "is above 2147483647"},
+        {"bench --backend cpu --documents 1:99999999999999999999", "--documents", "is above 2147483647"},
+        {"check --backend cpu --documents 4:2:3,5:9:9", "--documents", "expected SQ:SK"},
+        {"check --backend cpu --documents 4:-2", "--documents", "expected SQ:SK"},
+        {"check --backend cpu --documents 4:2,", "--documents", "expected SQ:SK"},
+        {"check --backend cpu --documents 2147483647:1,1:1", "--documents", "total length"},
+        {"check --backend cpu --seqlen-k 99999999999999999999", "--seqlen-k", "must be in [0, 2147483647]"},
+        {"check --backend cpu --seed -1", "--seed", "must be in [0, "},
+        {"check --backend cpu --seed 1e3", "--seed", "expected an integer"},
+        {"check --backend cpu --scale 1e40", "--scale", "overflows float"},
+        {"check --backend cpu --scale -1e39", "--scale", "overflows float"},
+        {"check --backend cpu --scale 1e400", "--scale", "overflows float"},
+        {"check --backend cpu --scale nan", "--scale", "expected a finite number"},
+        {"check --backend cpu --scale inf", "--scale", "expected a finite number"},
+        {"bench --backend cpu --iters 0", "--iters", "must be in [1, 100000]"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn(c.args.substr(0, 6) + small + c.args.substr(6));
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("argument '" + c.option + "'"), std::string::npos) << c.args << "\nstderr: " << r.err;
+        EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\nstderr: " << r.err;
+    }
+    const Result ok = ccattn("check " + small + "--backend cpu --documents 3:2,0:0,5:1 --scale 1e-3");
+    EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+}
+
 TEST_F(Cli, BenchAppendsCsvRows) {
     const std::string csv = path("bench.csv");
     const std::string args =
