@@ -1,6 +1,7 @@
 #include "cli/npy.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -184,8 +185,9 @@ Status write_npy(const std::string& path, const std::vector<std::int64_t>& shape
     // Version 1.0: magic, version, 2-byte length, header padded with spaces to a multiple of 64, '\n'.
     const std::size_t unpadded = 10 + header.size() + 1;
     header += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
+    auto failed = [&] { return Status::invalid("", "cannot write '" + path + "': " + std::strerror(errno)); };
     std::ofstream out(path, std::ios::binary);
-    if (!out) return Status::invalid(path, "cannot be written");
+    if (!out) return failed();
     out.write(kMagic, 6);
     const unsigned char preamble[4] = {1, 0, (unsigned char)(header.size() & 0xff),
                                        (unsigned char)(header.size() >> 8)};
@@ -198,8 +200,9 @@ Status write_npy(const std::string& path, const std::vector<std::int64_t>& shape
                                      (unsigned char)(u >> 24)};
         out.write(reinterpret_cast<const char*>(le), 4);
     }
-    if (!out) return Status::invalid(path, "could not be written completely");
-    return Status::success();
+    // Small files reach the disk only at close: its result counts.
+    out.close();
+    return out.fail() ? failed() : Status::success();
 }
 
 }  // namespace ccattn::cli
