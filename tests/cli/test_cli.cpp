@@ -323,6 +323,68 @@ TEST_F(Cli, RunHintsAnAcceptedDtype) {
     }
 }
 
+// Outputs are all written or none: a write that fails (here past a file size limit, the way a full
+// disk fails at flush) or an output path that is a directory leaves no new file behind and names
+// --out-dir; outputs of an earlier run stay as they were.
+TEST_F(Cli, RunWritesAllOutputsOrNone) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 64, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("do.npy"), qs, random_floats(numel(qs), rng));
+    const std::string args = "run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy");
+    auto new_files = [&](const std::string& dir) {
+        std::vector<std::string> names;
+        for (const auto& e : fs::directory_iterator(path(dir)))
+            if (!fs::is_directory(e.path())) names.push_back(e.path().filename().string());
+        return names;
+    };
+
+    // out.npy (4 KiB) is beyond a 1 KiB file size limit; the signal the limit raises is ignored, so
+    // the write fails with EFBIG.
+    fs::create_directories(path("limited"));
+    const std::string cli = std::string(CCATTN_CLI_PATH);
+    const std::string cmd = "bash -c \"trap '' XFSZ; ulimit -f 1; timeout 120 " + cli + " " + args + " --out-dir " +
+                            path("limited") + "\" > " + path("limited.txt") + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    const std::string text = slurp(path("limited.txt"));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << text;
+    EXPECT_NE(text.find("argument '--out-dir'"), std::string::npos) << text;
+    EXPECT_TRUE(new_files("limited").empty()) << text;
+
+    // lse.npy, or dv.npy with --dout, is a directory: nothing is written, an earlier out.npy stays.
+    for (const char* blocked : {"lse.npy", "dv.npy"}) {
+        fs::remove_all(path("out"));
+        fs::create_directories(path("out") + "/" + blocked);
+        {
+            std::ofstream earlier(path("out/out.npy"));
+            earlier << "earlier";
+        }
+        const Result r = ccattn(args + " --dout " + path("do.npy") + " --out-dir " + path("out"));
+        EXPECT_EQ(r.code, 2) << blocked << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("argument '--out-dir'"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find(blocked), std::string::npos) << r.err;
+        EXPECT_EQ(new_files("out"), std::vector<std::string>{"out.npy"}) << blocked;
+        EXPECT_EQ(slurp(path("out/out.npy")), "earlier");
+    }
+}
+
+// An output name that is a link (here to /dev/full) is replaced by the written file, which holds
+// what the run printed it wrote.
+TEST_F(Cli, RunReplacesALinkedOutput) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    fs::create_directories(path("out"));
+    fs::create_symlink("/dev/full", path("out/out.npy"));
+    const Result r = ccattn("run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy") +
+                            " --out-dir " + path("out"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(path("out/out.npy"))));
+    EXPECT_EQ(read_floats(path("out/out.npy"), qs).size(), std::size_t(numel(qs)));
+}
+
 TEST_F(Cli, CheckPassesAndExitsZero) {
     const std::string shape =
         " --seqlen-q 70 --seqlen-k 20 --heads-q 4 --heads-kv 2 --dim-qk 32 --dim-v 16 --threads 2";
