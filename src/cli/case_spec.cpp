@@ -164,6 +164,9 @@ Status read_case(const Options& o, CaseSpec& c) {
                             {"dim-qk", 1, &c.dim_qk}, {"dim-v", 1, &c.dim_v},     {"varlen", 0, &c.varlen_docs}};
     for (const Count& n : counts)
         if (!(s = o.integer(n.name, n.min, 1 << 20, *n.field)).ok()) return s;
+    if (c.heads_q % c.heads_kv != 0)
+        return Status::invalid("--heads-kv", "must divide --heads-q (" + std::to_string(c.heads_q) + "), got " +
+                                                 std::to_string(c.heads_kv));
     if (!(s = read_documents(o, c)).ok()) return s;
     if (!(s = o.integer("seqlen-q", 0, kMaxLength, c.seqlen_q)).ok()) return s;
     if (!(s = o.integer("seqlen-k", 0, kMaxLength, c.seqlen_k)).ok()) return s;

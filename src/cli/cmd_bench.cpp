@@ -11,6 +11,7 @@
 #include "cli/case_runner.h"
 #include "cli/commands.h"
 #include "cli/device_memory.h"
+#include "cli/option_names.h"
 #include "cli/session.h"
 
 namespace ccattn::cli {
@@ -123,7 +124,7 @@ int bench_command(int argc, char** argv) {
         s = time_case(
             spec, warmup, iters, [&](const char* d, int call, int calls) { progress.update(d, call, calls); }, t);
     }
-    if (!s.ok()) return report_error("bench", s);
+    if (!s.ok()) return report_error("bench", with_option_names(s, TensorSource::sizes));
     char line[200];
     std::snprintf(line, sizeof line, "  visible pairs per head: %lld (%.1f%% of Sq x Sk)\n", (long long)t.pairs,
                   t.all_pairs > 0 ? 100.0 * double(t.pairs) / double(t.all_pairs) : 0.0);

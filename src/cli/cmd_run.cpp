@@ -7,6 +7,7 @@
 #include "cli/case_spec.h"
 #include "cli/commands.h"
 #include "cli/npy.h"
+#include "cli/option_names.h"
 #include "cli/options.h"
 #include "cli/session.h"
 
@@ -167,7 +168,7 @@ int run_command(int argc, char** argv) {
         return 0;
     }
     s = run(o, std::cout);
-    return s.ok() ? 0 : report_error("run", s);
+    return s.ok() ? 0 : report_error("run", with_option_names(s, TensorSource::files));
 }
 
 }  // namespace ccattn::cli

@@ -229,6 +229,7 @@ TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
     const std::vector<double> wide(80, 1.0);
     write_npy(path("q64.npy"), "<f8", qs, wide.data(), 8 * wide.size());
     write_i32(path("cq.npy"), {0, 3, 2});
+    write_i32(path("empty.npy"), {});
     {
         std::ofstream junk(path("junk.npy"));
         junk << "not a numpy file";
@@ -238,11 +239,15 @@ TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
         std::string args, message;
     };
     const Bad cases[] = {
-        {"--q " + path("q.npy") + " --k " + path("k4.npy") + kv, "argument 'k'"},
+        {"--q " + path("q.npy") + " --k " + path("k4.npy") + kv, "argument '--k'"},
         {"--q " + path("q64.npy") + " --k " + path("k.npy") + kv, "'<f8'"},
         {"--q " + path("junk.npy") + " --k " + path("k.npy") + kv, "not a .npy file"},
         {"--q " + path("missing.npy") + " --k " + path("k.npy") + kv, "cannot open"},
-        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy"), "cu_seqlens"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy"),
+         "argument '--cu-seqlens-k'"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("empty.npy") +
+             " --cu-seqlens-k " + path("empty.npy"),
+         "argument '--cu-seqlens-q'"},
         {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --window-left -1", "--window-left"},
         {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --dtype fp8", "--dtype"},
         {"--q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy"), "--out-dir"},
@@ -402,7 +407,7 @@ TEST_F(Cli, CheckPassesAndExitsZero) {
 TEST_F(Cli, CheckRejectsBadOptions) {
     const Result heads = ccattn("check --heads-q 4 --heads-kv 3");
     EXPECT_EQ(heads.code, 2);
-    EXPECT_NE(heads.err.find("argument 'k'"), std::string::npos) << heads.err;
+    EXPECT_NE(heads.err.find("argument '--heads-kv'"), std::string::npos) << heads.err;
     const Result value = ccattn("check --seqlen-q many");
     EXPECT_EQ(value.code, 2);
     EXPECT_NE(value.err.find("--seqlen-q"), std::string::npos) << value.err;
@@ -440,6 +445,40 @@ TEST_F(Cli, NumbersAreCheckedByOptionName) {
     }
     const Result ok = ccattn("check " + small + "--backend cpu --documents 3:2,0:0,5:1 --scale 1e-3");
     EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+}
+
+// The library's errors reach the CLI user under the option that set the argument.
+TEST_F(Cli, LibraryErrorsNameTheOption) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("k3.npy"), {1, 6, 3, 8}, random_floats(6 * 3 * 8, rng));
+    write_f32(path("do.npy"), {1, 5, 2, 4}, random_floats(40, rng));
+    write_f32(path("qv.npy"), {10, 2, 8}, random_floats(160, rng));
+    write_i32(path("cq.npy"), {0, 4, 10});
+    write_i32(path("ck.npy"), {0, 7, 6});
+    const std::string q = "run --q " + path("q.npy"), kv = " --v " + path("k.npy") + " --out-dir " + path("out");
+    struct Bad {
+        std::string args, option;
+    };
+    const Bad cases[] = {
+        {q + " --k " + path("k3.npy") + " --v " + path("k3.npy") + " --out-dir " + path("out"), "--k"},
+        {q + " --k " + path("k.npy") + kv + " --dout " + path("do.npy"), "--dout"},
+        {"run --q " + path("qv.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy") +
+             " --cu-seqlens-k " + path("ck.npy"),
+         "--k"},
+        {"run --q " + path("qv.npy") + " --k " + path("qv.npy") + " --v " + path("qv.npy") + " --out-dir " +
+             path("out") + " --cu-seqlens-q " + path("cq.npy") + " --cu-seqlens-k " + path("ck.npy"),
+         "--cu-seqlens-k"},
+        {"check --backend cpu --dim-qk 1024", "--seqlen-q/--heads-q/--dim-qk"},
+        {"bench --backend cpu --seqlen-q 8 --seqlen-k 8 --dim-v 600", "--dim-v"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn(c.args);
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("argument '" + c.option + "'"), std::string::npos) << c.args << "\nstderr: " << r.err;
+    }
 }
 
 TEST_F(Cli, BenchAppendsCsvRows) {
