@@ -12,6 +12,7 @@ namespace {
 
 constexpr std::int64_t kMaxHeadDim = 512;
 constexpr std::int64_t kMaxOffset = std::int64_t(1) << 62;  // keeps every index sum in int64
+constexpr std::int64_t kMaxBandFactor = std::int64_t(1) << 31;  // cf and window: products with keys fit
 
 std::string dims(const Tensor& t) {
     if (t.rank < 0 || t.rank > Tensor::kMaxRank) return "rank " + std::to_string(t.rank);
@@ -149,12 +150,8 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     p.host_mask = &m;
     // The band fields describe the native mask, and the element predicate of the CUDA backend's
     // mask_mod and block-sparse paths: always checked.
-    if (m.compress_factor < 1)
-        return Status::invalid("mask.compress_factor", "must be >= 1, got " + std::to_string(m.compress_factor));
-    if (m.window_left && *m.window_left < 0)
-        return Status::invalid("mask.window_left", "must be >= 0, got " + std::to_string(*m.window_left));
-    if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
-        return Status::invalid("mask.diag_offset", "magnitude must be below 2^62");
+    const Status s = check_band(m);
+    if (!s.ok()) return s;
     p.band.causal = m.causal;
     p.band.compress_factor = m.compress_factor;
     p.band.has_diag_offset = m.diag_offset.has_value();
@@ -297,6 +294,16 @@ Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 }
 
 }  // namespace
+
+Status check_band(const Mask& m) {
+    if (m.compress_factor < 1 || m.compress_factor >= kMaxBandFactor)
+        return Status::invalid("mask.compress_factor", "must be in [1, 2^31), got " + std::to_string(m.compress_factor));
+    if (m.window_left && (*m.window_left < 0 || *m.window_left >= kMaxBandFactor))
+        return Status::invalid("mask.window_left", "must be in [0, 2^31), got " + std::to_string(*m.window_left));
+    if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
+        return Status::invalid("mask.diag_offset", "magnitude must be below 2^62, got " + std::to_string(*m.diag_offset));
+    return Status::success();
+}
 
 Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t total, const char* name,
                         std::int64_t* max_len) {

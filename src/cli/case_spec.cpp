@@ -58,17 +58,17 @@ std::vector<OptionSpec> band_options() {
 
 Status read_band(const Options& o, Mask& band) {
     std::int64_t cf = band.compress_factor;
-    Status s = o.integer("compress-factor", 1, std::int64_t(1) << 40, cf);
+    Status s = o.integer("compress-factor", 1, (std::int64_t(1) << 31) - 1, cf);  // the library's bounds
     if (!s.ok()) return s;
     std::optional<std::int64_t> delta = band.diag_offset, window = band.window_left;
     if (o.has("diag-offset")) {
         std::int64_t d = 0;
-        if (!(s = o.integer("diag-offset", -(std::int64_t(1) << 61), std::int64_t(1) << 61, d)).ok()) return s;
+        if (!(s = o.integer("diag-offset", 1 - (std::int64_t(1) << 62), (std::int64_t(1) << 62) - 1, d)).ok()) return s;
         delta = d;
     }
     if (o.has("window-left")) {
         std::int64_t w = 0;
-        if (!(s = o.integer("window-left", 0, std::int64_t(1) << 61, w)).ok()) return s;
+        if (!(s = o.integer("window-left", 0, (std::int64_t(1) << 31) - 1, w)).ok()) return s;
         window = w;
     }
     band = Mask::band(band.causal || o.flag("causal"), cf, delta, window);

@@ -145,6 +145,23 @@ std::vector<BadForward> bad_forward_cases() {
          "mask.window_left"},
         {"diag_offset_beyond_2_62", false, [](F&, A& a) { a.mask = Mask::band(true, 1, std::int64_t(1) << 62); },
          kInvalid, "mask.diag_offset"},
+        {"diag_offset_below_minus_2_62", false,
+         [](F&, A& a) { a.mask = Mask::band(true, 1, -(std::int64_t(1) << 62)); }, kInvalid, "mask.diag_offset"},
+        {"compress_factor_2_31", false, [](F&, A& a) { a.mask = Mask::band(true, std::int64_t(1) << 31); }, kInvalid,
+         "mask.compress_factor"},
+        {"window_2_31", false, [](F&, A& a) { a.mask = Mask::band(true, 4, 0, std::int64_t(1) << 31); }, kInvalid,
+         "mask.window_left"},
+        // issue 14: lo = floor((i + delta) / cf) - window overflowed, and every row came out empty
+        {"window_int64_max", false,
+         [](F&, A& a) { a.mask = Mask::band(false, 1, -(std::int64_t(1) << 61), INT64_MAX); }, kInvalid,
+         "mask.window_left"},
+        {"window_2_31_in_mask_mod", false,
+         [](F&, A& a) {
+             a.mask = Mask::band(true, 2, 0, std::int64_t(1) << 40);
+             a.mask.kind = MaskKind::mask_mod;
+             a.mask.mask_mod = [](int, int, std::int64_t, std::int64_t) { return true; };
+         },
+         kInvalid, "mask.window_left"},
         {"mask_mod_empty", false, [](F&, A& a) { a.mask.kind = MaskKind::mask_mod; }, kInvalid, "mask.mask_mod"},
         {"custom_band_without_hi", false,
          [](F&, A& a) {

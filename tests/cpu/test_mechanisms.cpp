@@ -7,6 +7,8 @@
 
 #include "ccattn/block_sparse.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
+#include "core/literal_band.h"
 #include "literal_rule.h"
 #include "problem.h"
 
@@ -134,6 +136,26 @@ INSTANTIATE_TEST_SUITE_P(
                       AgreeCase{"cf1_window_offset", make_config(100, 130, 2, 2, 48, DType::bf16, 43), {1, 30, 17}},
                       AgreeCase{"empty_rows", make_config(150, 40, 2, 1, 32, DType::fp16, 44), {2, -70, std::nullopt}}),
     [](const ::testing::TestParamInfo<AgreeCase>& i) { return i.param.name; });
+
+// ---- the largest cf, window and offsets validation accepts ----
+
+// The native band (core's floor divisions, the tile schedule) gives the bits of the literal rule
+// (products, no division) evaluated per element, forward and backward.
+TEST(MechanismsAtTheBounds, NativeBandEqualsTheLiteralRule) {
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf=" << b.cf << " delta=" << b.delta << " causal=" << b.causal
+                                          << " window=" << b.window.value_or(-1));
+        Problem pr(make_config(203, 113, 4, 2, 32, DType::bf16, 45));
+        Mask literal;
+        literal.kind = MaskKind::mask_mod;
+        literal.mask_mod = [rule = LiteralBand{113, b.causal, b.cf, b.delta, b.window}](int, int, std::int64_t i,
+                                                                                     std::int64_t j) {
+            return rule.visible(i, j);
+        };
+        const Outputs want = run(pr, literal);
+        expect_same_bits(run(pr, Mask::band(b.causal, b.cf, b.delta, b.window)), want, "native band");
+    }
+}
 
 // ---- the conventions of docs/semantics.md as (cf, delta) equal their literal rule ----
 

@@ -26,6 +26,7 @@
 #include "api/validate.h"
 #include "ccattn/cuda_tiles.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/dtype.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
@@ -625,6 +626,15 @@ TEST_P(Sm80Backward, Compressed) {
 TEST_P(Sm80Backward, NegativeDelta) {
     // NSA compression blocks of 32, stride 16 (j*16 + 31 <= i): rows 0..30 see nothing.
     check_backward(problem(400, 30, 2, 1), Mask::band(true, 16, -31));
+}
+
+// The largest cf, window and offsets validation accepts, through every mechanism.
+TEST_P(Sm80Backward, BandsAtTheValidationBounds) {
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf " << b.cf << " delta " << b.delta << " causal " << b.causal
+                                          << " window " << b.window.value_or(-1));
+        check_backward(problem(203, 113), Mask::band(b.causal, b.cf, b.delta, b.window));
+    }
 }
 
 TEST_P(Sm80Backward, PositiveDelta) {

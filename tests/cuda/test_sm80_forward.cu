@@ -24,6 +24,7 @@
 #include "ccattn/block_sparse.h"
 #include "ccattn/cuda_tiles.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
@@ -338,6 +339,16 @@ TEST_P(Sm80Forward, NsaBlocks) {
 }
 
 TEST_P(Sm80Forward, Compressed64OddLengths) { check_forward(problem(4099, 65, 4, 1), Mask::band(true, 64)); }
+
+// The largest cf, window and offsets validation accepts, through every mechanism (the per-element
+// band multiplies keys by cf and by window + 1).
+TEST_P(Sm80Forward, BandsAtTheValidationBounds) {
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf " << b.cf << " delta " << b.delta << " causal " << b.causal
+                                          << " window " << b.window.value_or(-1));
+        check_forward(problem(203, 113), Mask::band(b.causal, b.cf, b.delta, b.window));
+    }
+}
 
 TEST_P(Sm80Forward, PositiveDelta) { check_forward(problem(203, 113), Mask::band(true, 4, 50)); }
 

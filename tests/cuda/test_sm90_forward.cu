@@ -24,6 +24,7 @@
 
 #include "ccattn/block_sparse.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/params.h"
 #include "cuda/gpu_test_util.h"
 #include "sm90/fragment.h"
@@ -478,6 +479,17 @@ TEST(Sm90Forward, EmptyRowsAndTiles) {
     run_case(fixed(200, 100, 1, 4), Mask::band(true, 1, -1000));
     // no keys at all
     run_case(fixed(130, 0, 1, 2), Mask::band(false));
+}
+
+// The largest cf, window and offsets validation accepts, through every mechanism.
+TEST(Sm90Forward, BandsAtTheValidationBounds) {
+    REQUIRE_HOPPER();
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf " << b.cf << " delta " << b.delta << " causal " << b.causal
+                                          << " window " << b.window.value_or(-1));
+        for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse})
+            run_case(fixed(203, 113, 1, 2), Mask::band(b.causal, b.cf, b.delta, b.window), m);
+    }
 }
 
 TEST(Sm90Forward, WindowsAndNoMask) {
