@@ -28,6 +28,7 @@
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
+#include "cuda/non_finite.h"
 #include "sm80/copy.h"
 #include "sm80/fragment.h"
 #include "sm80/kernel_traits.h"
@@ -348,6 +349,26 @@ TEST_P(Sm80Forward, BandsAtTheValidationBounds) {
                                           << " window " << b.window.value_or(-1));
         check_forward(problem(203, 113), Mask::band(b.causal, b.cf, b.delta, b.window));
     }
+}
+
+// Non-finite inputs (docs/decisions.md 13) through every mechanism: a NaN or +inf score, or only
+// -inf scores, make the row NaN; rows the mask leaves empty stay empty; a -inf score weighs 0.
+TEST_P(Sm80Forward, NonFiniteInputs) {
+    const Config& c = GetParam();
+    const Problem pr = non_finite_problem(c.dim_qk, c.dim_v, c.dtype);
+    const Mask band = non_finite_band();
+    for (Planted what : {Planted::nan_and_inf, Planted::only_minus_inf, Planted::minus_inf_scores})
+        for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse}) {
+            SCOPED_TRACE(std::string(planted_name(what)) + ", " + mechanism_name(m));
+            AttnTensors t = make_forward_tensors(pr);
+            plant(t, what);
+            const cpu::Reference ref = reference(t, band);
+            DeviceBlockSparse lists;
+            ASSERT_TRUE(run_ok(sm80_forward(t, mechanism_mask(band, m, pr, lists))));
+            t.out.download();
+            t.lse.download();
+            EXPECT_TRUE(follows_non_finite_rule(t.out, t.lse, ref, output_tolerance(pr.dtype)));
+        }
 }
 
 TEST_P(Sm80Forward, PositiveDelta) { check_forward(problem(203, 113), Mask::band(true, 4, 50)); }
