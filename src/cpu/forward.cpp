@@ -9,6 +9,7 @@
 #include "api/backends.h"
 #include "cpu/gemm.h"
 #include "cpu/plan.h"
+#include "cpu/scratch.h"
 #include "cpu/simd.h"
 #include "cpu/tile_io.h"
 
@@ -122,7 +123,9 @@ private:
 
 Status forward(const core::AttnParams& p) {
     try {
-        run_query_major(p, [&p] { return ForwardEngine(p); });
+        compute_all_or_nothing(p, false, [](const core::AttnParams& q) {
+            run_query_major(q, [&q] { return ForwardEngine(q); });
+        });
     } catch (const std::exception& e) {
         return {Code::internal, "", std::string("cpu forward: ") + e.what()};
     } catch (...) {
