@@ -28,7 +28,8 @@ struct SeqlenCopies {
     api::HostSeqlens view;
 };
 
-Status copy_seqlens(const Tensor& cu_q, const Tensor& cu_k, SeqlenCopies& c) {
+Status copy_seqlens(const Tensor& cu_q, const Tensor& cu_k, const VarlenChecks& checks, SeqlenCopies& c) {
+    if (!checks.check_cu_seqlens) return Status::success();  // read on the device only
     const Tensor* ts[2] = {&cu_q, &cu_k};
     std::vector<std::int32_t>* dst[2] = {&c.q, &c.k};
     const char* names[2] = {"cu_seqlens_q", "cu_seqlens_k"};
@@ -61,7 +62,7 @@ Status resolve_backend(Backend requested, Device device, Backend& chosen) {
 
 Status forward(const ForwardArgs& args) {
     SeqlenCopies seqlens;
-    Status s = copy_seqlens(args.cu_seqlens_q, args.cu_seqlens_k, seqlens);
+    Status s = copy_seqlens(args.cu_seqlens_q, args.cu_seqlens_k, args.varlen, seqlens);
     if (!s.ok()) return s;
     core::AttnParams p;
     if (!(s = api::fill_forward_params(args, seqlens.view, p)).ok()) return s;
@@ -72,7 +73,7 @@ Status forward(const ForwardArgs& args) {
 
 Status backward(const BackwardArgs& args) {
     SeqlenCopies seqlens;
-    Status s = copy_seqlens(args.cu_seqlens_q, args.cu_seqlens_k, seqlens);
+    Status s = copy_seqlens(args.cu_seqlens_q, args.cu_seqlens_k, args.varlen, seqlens);
     if (!s.ok()) return s;
     core::AttnParams p;
     if (!(s = api::fill_backward_params(args, seqlens.view, p)).ok()) return s;

@@ -64,11 +64,24 @@ core::Strides strides_of(const Tensor& t) {
     return {0, t.stride[0], t.stride[1]};
 }
 
-Status check_lengths(const int32_t* cu, const Tensor& t, const char* name, std::int64_t batch, std::int64_t total,
-                     Device device, std::int64_t* max_len) {
+// One cu_seqlens tensor and the longest sequence it describes: read from `cu` (host memory) when
+// given, else the caller's bound `max_len` (unchecked device cu_seqlens), at most `total`.
+Status check_lengths(const int32_t* cu, const Tensor& t, const char* name, std::optional<std::int64_t> max_len,
+                     const char* max_name, std::int64_t batch, std::int64_t total, Device device,
+                     std::int64_t* longest) {
     Status s = check_tensor(t, name, 1, DType::int32, device, {batch + 1});
     if (!s.ok()) return s;
-    return check_cu_seqlens(cu, batch + 1, total, name, max_len);
+    if (max_len && *max_len < 0) return Status::invalid(max_name, "must be >= 0, got " + std::to_string(*max_len));
+    if (cu == nullptr) {
+        if (!max_len) return Status::invalid(max_name, "is required when cu_seqlens are not checked");
+        *longest = std::min(*max_len, total);
+        return Status::success();
+    }
+    if (!(s = check_cu_seqlens(cu, batch + 1, total, name, longest)).ok()) return s;
+    if (max_len && *max_len < *longest)
+        return Status::invalid(max_name, std::to_string(*max_len) + " is below the longest sequence (" +
+                                             std::to_string(*longest) + ")");
+    return Status::success();
 }
 
 Status check_tile_lists(const Tensor& count, const Tensor& index, const char* count_name, const char* index_name,
@@ -195,8 +208,8 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
 
 // Shared by the forward and the backward: q, k, v, out, lse, cu_seqlens, mask, scale.
 Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                   const Tensor& cu_q, const Tensor& cu_k, const HostSeqlens& host, const Mask& mask,
-                   std::optional<float> scale, core::AttnParams& p) {
+                   const Tensor& cu_q, const Tensor& cu_k, const VarlenChecks& checks, const HostSeqlens& host,
+                   const Mask& mask, std::optional<float> scale, core::AttnParams& p) {
     if (!q.defined()) return Status::invalid("q", "is null");
     if (q.dtype != DType::bf16 && q.dtype != DType::fp16)
         return Status::invalid("q", std::string("dtype must be bf16 or fp16, got ") + dtype_name(q.dtype));
@@ -253,12 +266,18 @@ Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
     p.total_q = varlen ? sq : batch * sq;
     p.total_k = varlen ? sk : batch * sk;
     if (varlen) {
+        // Host cu_seqlens are always read; device ones through their host copies, unless unchecked.
         std::int64_t max_q = 0, max_k = 0;
-        const auto* hq_ptr = dev == Device::cpu ? static_cast<const std::int32_t*>(cu_q.data) : host.q;
-        const auto* hk_ptr = dev == Device::cpu ? static_cast<const std::int32_t*>(cu_k.data) : host.k;
-        s = check_lengths(hq_ptr, cu_q, "cu_seqlens_q", batch, sq, dev, &max_q);
+        const bool on_host = dev == Device::cpu, read = on_host || checks.check_cu_seqlens;
+        const auto* hq_ptr = on_host ? static_cast<const std::int32_t*>(cu_q.data) : host.q;
+        const auto* hk_ptr = on_host ? static_cast<const std::int32_t*>(cu_k.data) : host.k;
+        if (read && (hq_ptr == nullptr || hk_ptr == nullptr))
+            return Status::invalid(hq_ptr ? "cu_seqlens_k" : "cu_seqlens_q", "is null");
+        s = check_lengths(read ? hq_ptr : nullptr, cu_q, "cu_seqlens_q", checks.max_seqlen_q, "max_seqlen_q", batch, sq,
+                          dev, &max_q);
         if (!s.ok()) return s;
-        s = check_lengths(hk_ptr, cu_k, "cu_seqlens_k", batch, sk, dev, &max_k);
+        s = check_lengths(read ? hk_ptr : nullptr, cu_k, "cu_seqlens_k", checks.max_seqlen_k, "max_seqlen_k", batch, sk,
+                          dev, &max_k);
         if (!s.ok()) return s;
         p.seqlen_q = max_q;
         p.seqlen_k = max_k;
@@ -326,7 +345,7 @@ Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t
 }
 
 Status fill_forward_params(const ForwardArgs& a, const HostSeqlens& host, core::AttnParams& p) {
-    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, host, a.mask, a.scale, p);
+    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, a.varlen, host, a.mask, a.scale, p);
     if (!s.ok()) return s;
     if (a.num_threads < 0) return Status::invalid("num_threads", "must be >= 0");
     p.num_threads = a.num_threads;
@@ -336,7 +355,7 @@ Status fill_forward_params(const ForwardArgs& a, const HostSeqlens& host, core::
 
 Status fill_backward_params(const BackwardArgs& a, const HostSeqlens& host, core::AttnParams& p) {
     if (!a.lse.defined()) return Status::invalid("lse", "is null (the backward needs the forward's lse)");
-    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, host, a.mask, a.scale, p);
+    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, a.varlen, host, a.mask, a.scale, p);
     if (!s.ok()) return s;
     const int rank = a.q.rank;
     auto same_shape = [&](const Tensor& t, const Tensor& like, const char* name) {

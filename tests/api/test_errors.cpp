@@ -246,6 +246,25 @@ std::vector<BadForward> bad_forward_cases() {
         {"only_cu_seqlens_q", true, [](F&, A& a) { a.cu_seqlens_k = Tensor{}; }, kInvalid, "cu_seqlens_k"},
         {"only_cu_seqlens_k", true, [](F&, A& a) { a.cu_seqlens_q = Tensor{}; }, kInvalid, "cu_seqlens_q"},
         {"varlen_q_rank4", true, [](F&, A& a) { set_shape(a.q, {1, 10, 4, 16}); }, kInvalid, "q"},
+        // unchecked cu_seqlens: host ones are still checked, device ones need the bounds
+        {"unchecked_host_cu_seqlens_not_monotone", true,
+         [](F& f, A& a) {
+             a.varlen.check_cu_seqlens = false;
+             a.varlen.max_seqlen_q = a.varlen.max_seqlen_k = 10;
+             a.cu_seqlens_q = cu_tensor(f, {0, 11, 10});
+         },
+         kInvalid, "cu_seqlens_q"},
+        {"max_seqlen_q_below_the_longest", true, [](F&, A& a) { a.varlen.max_seqlen_q = 5; }, kInvalid,
+         "max_seqlen_q"},
+        {"max_seqlen_k_negative", true, [](F&, A& a) { a.varlen.max_seqlen_k = -1; }, kInvalid, "max_seqlen_k"},
+        {"unchecked_device_cu_seqlens_without_max_seqlen", true,
+         [](F&, A& a) {
+             for (Tensor* t : {&a.q, &a.k, &a.v, &a.out, &a.lse, &a.cu_seqlens_q, &a.cu_seqlens_k})
+                 t->device = Device::cuda;
+             a.varlen.check_cu_seqlens = false;
+             a.varlen.max_seqlen_k = 9;
+         },
+         kInvalid, "max_seqlen_q"},
         {"varlen_lse_rank3", true, [](F&, A& a) { set_shape(a.lse, {1, 4, 10}); }, kInvalid, "lse"},
         {"varlen_k_rows_differ_from_v", true, [](F&, A& a) { set_shape(a.v, {13, 2, 8}); }, kInvalid, "v"},
         // block-sparse lists

@@ -520,6 +520,62 @@ TEST(Sm80ForwardErrors, BlockSparseTilesMustMatchTheKernel) {
     EXPECT_EQ(cuda_block_sparse_tiles(96, 96, DType::bf16, tm, tn).code, Code::unsupported);
 }
 
+// Varlen with check_cu_seqlens = false (no host copy of cu_seqlens): the forward and backward are
+// captured in a CUDA graph, replayed, and give what the checked calls give.
+TEST(CudaDispatch, UncheckedCuSeqlensInACudaGraph) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.cu_seqlens_q = {0, 0, 113, 700, 701};
+    pr.cu_seqlens_k = {0, 50, 300, 300, 331};
+    pr.heads_q = 4;
+    pr.heads_kv = 2;
+    const Mask band = Mask::band(true, 4);
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    ASSERT_TRUE(run_ok(forward(forward_args(t, band, Device::cuda))));
+    ASSERT_TRUE(run_ok(backward(backward_args(t, band, Device::cuda))));
+    cuda_check(cudaDeviceSynchronize(), "checked calls");
+    for (TestTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv}) x->download();
+    const std::vector<unsigned char> out = t.out.host, lse = t.lse.host;
+    const std::vector<double> dq = dense(t.dq), dk = dense(t.dk), dv = dense(t.dv);
+
+    for (TestTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv}) {
+        x->poison();
+        x->upload();
+    }
+    cudaStream_t stream = nullptr;
+    cuda_check(cudaStreamCreate(&stream), "cudaStreamCreate");
+    ForwardArgs fa = forward_args(t, band, Device::cuda);
+    BackwardArgs ba = backward_args(t, band, Device::cuda);
+    for (VarlenChecks* v : {&fa.varlen, &ba.varlen}) {
+        v->check_cu_seqlens = false;
+        v->max_seqlen_q = 587;
+        v->max_seqlen_k = 250;
+    }
+    fa.stream = ba.stream = stream;
+    cudaGraph_t graph = nullptr;
+    cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+    const Status fs = forward(fa);
+    const Status bs = fs.ok() ? backward(ba) : fs;
+    cuda_check(cudaStreamEndCapture(stream, &graph), "end capture");
+    ASSERT_TRUE(run_ok(fs));
+    ASSERT_TRUE(run_ok(bs));
+    cudaGraphExec_t exec = nullptr;
+    cuda_check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    for (int replay = 0; replay < 2; ++replay) cuda_check(cudaGraphLaunch(exec, stream), "launch");
+    cuda_check(cudaStreamSynchronize(stream), "replay");
+    for (TestTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv}) x->download();
+    EXPECT_TRUE(t.out.host == out) << "out differs from the checked forward";
+    EXPECT_TRUE(t.lse.host == lse) << "lse differs from the checked forward";
+    const Tolerance tol = output_tolerance(pr.dtype);  // dQ sums with atomics: last bits may differ
+    EXPECT_TRUE(close_to_dense(t.dq, dq, tol, "dq"));
+    EXPECT_TRUE(close_to_dense(t.dk, dk, tol, "dk"));
+    EXPECT_TRUE(close_to_dense(t.dv, dv, tol, "dv"));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+}
+
 // The public tile sizes are those of the kernel the dispatch runs on this device (sm80, or sm90 on
 // Hopper): lists built with them run through ccattn::forward and agree with the native band.
 TEST(CudaDispatch, BlockSparseWithPublicTiles) {
