@@ -85,8 +85,8 @@ Status check_lengths(const int32_t* cu, const Tensor& t, const char* name, std::
 }
 
 Status check_tile_lists(const Tensor& count, const Tensor& index, const char* count_name, const char* index_name,
-                        std::int64_t batch, std::int64_t heads_q, std::int64_t q_tiles, std::int64_t kv_tiles,
-                        Device device, core::TileLists& lists) {
+                        std::int64_t batch, std::int64_t heads_q, std::int64_t q_tiles, Device device,
+                        core::TileLists& lists) {
     if (!count.defined()) return Status::invalid(count_name, "is null");
     std::int64_t heads = count.rank == 3 ? count.shape[1] : -1;
     if (heads != 1 && heads != heads_q)
@@ -95,25 +95,6 @@ Status check_tile_lists(const Tensor& count, const Tensor& index, const char* co
     if (!s.ok()) return s;
     s = check_tensor(index, index_name, 4, DType::int32, device, {batch, heads, q_tiles, -1});
     if (!s.ok()) return s;
-    std::int64_t slots = index.shape[3];
-    if (device == Device::cpu) {  // device lists are the caller's responsibility
-        const auto* c = static_cast<const std::int32_t*>(count.data);
-        const auto* x = static_cast<const std::int32_t*>(index.data);
-        for (std::int64_t b = 0; b < batch; ++b)
-            for (std::int64_t h = 0; h < heads; ++h)
-                for (std::int64_t t = 0; t < q_tiles; ++t) {
-                    std::int32_t n = c[b * count.stride[0] + h * count.stride[1] + t * count.stride[2]];
-                    if (n < 0 || n > slots)
-                        return Status::invalid(count_name, "entry " + std::to_string(n) + " outside [0, " +
-                                                               std::to_string(slots) + "]");
-                    for (std::int32_t e = 0; e < n; ++e) {
-                        std::int32_t kv = x[b * index.stride[0] + h * index.stride[1] + t * index.stride[2] + e * index.stride[3]];
-                        if (kv < 0 || kv >= kv_tiles)
-                            return Status::invalid(index_name, "kv tile " + std::to_string(kv) + " outside [0, " +
-                                                                   std::to_string(kv_tiles) + ")");
-                    }
-                }
-    }
     lists.count = static_cast<const std::int32_t*>(count.data);
     lists.index = static_cast<const std::int32_t*>(index.data);
     lists.count_batch_stride = count.stride[0];
@@ -122,6 +103,29 @@ Status check_tile_lists(const Tensor& count, const Tensor& index, const char* co
     lists.index_batch_stride = index.stride[0];
     lists.index_head_stride = heads == 1 ? 0 : index.stride[1];
     lists.index_tile_stride = index.stride[2];
+    return Status::success();
+}
+
+// Counts within [0, slots], kv tiles within [0, kv_tiles), in one list (host memory).
+Status check_list_entries(const Tensor& count, const Tensor& index, const char* count_name, const char* index_name,
+                          std::int64_t kv_tiles) {
+    const auto* c = static_cast<const std::int32_t*>(count.data);
+    const auto* x = static_cast<const std::int32_t*>(index.data);
+    const std::int64_t slots = index.shape[3];
+    for (std::int64_t b = 0; b < count.shape[0]; ++b)
+        for (std::int64_t h = 0; h < count.shape[1]; ++h)
+            for (std::int64_t t = 0; t < count.shape[2]; ++t) {
+                std::int32_t n = c[b * count.stride[0] + h * count.stride[1] + t * count.stride[2]];
+                if (n < 0 || n > slots)
+                    return Status::invalid(count_name, "entry " + std::to_string(n) + " outside [0, " +
+                                                           std::to_string(slots) + "]");
+                for (std::int32_t e = 0; e < n; ++e) {
+                    std::int32_t kv = x[b * index.stride[0] + h * index.stride[1] + t * index.stride[2] + e * index.stride[3]];
+                    if (kv < 0 || kv >= kv_tiles)
+                        return Status::invalid(index_name, "kv tile " + std::to_string(kv) + " outside [0, " +
+                                                               std::to_string(kv_tiles) + ")");
+                }
+            }
     return Status::success();
 }
 
@@ -185,17 +189,17 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
             const BlockSparseMask& bs = m.block_sparse;
             if (bs.tile_m < 1) return Status::invalid("mask.block_sparse.tile_m", "must be >= 1");
             if (bs.tile_n < 1) return Status::invalid("mask.block_sparse.tile_n", "must be >= 1");
-            std::int64_t q_tiles = core::num_tiles(p.seqlen_q, bs.tile_m);
-            std::int64_t kv_tiles = core::num_tiles(p.seqlen_k, bs.tile_n);
+            const std::int64_t q_tiles = core::num_tiles(p.seqlen_q, bs.tile_m);
             Status s = check_tile_lists(bs.full_count, bs.full_index, "mask.block_sparse.full_count",
-                                        "mask.block_sparse.full_index", p.batch, p.heads_q, q_tiles, kv_tiles, device,
+                                        "mask.block_sparse.full_index", p.batch, p.heads_q, q_tiles, device,
                                         p.sparse_full);
             if (!s.ok()) return s;
             s = check_tile_lists(bs.partial_count, bs.partial_index, "mask.block_sparse.partial_count",
-                                 "mask.block_sparse.partial_index", p.batch, p.heads_q, q_tiles, kv_tiles, device,
+                                 "mask.block_sparse.partial_index", p.batch, p.heads_q, q_tiles, device,
                                  p.sparse_partial);
             if (!s.ok()) return s;
-            if (host && !(s = check_no_repeated_tiles(bs, p.batch, q_tiles, kv_tiles)).ok()) return s;
+            // Device lists: checked only on request, from host copies (ccattn::forward / backward).
+            if (host && !(s = check_block_sparse_entries(bs, p)).ok()) return s;
             if (host && !bs.mask_mod)
                 return Status::invalid("mask.block_sparse.mask_mod", "is empty (partial tiles need it)");
             p.sparse_tile_m = bs.tile_m;
@@ -322,6 +326,17 @@ Status check_band(const Mask& m) {
     if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
         return Status::invalid("mask.diag_offset", "magnitude must be below 2^62, got " + std::to_string(*m.diag_offset));
     return Status::success();
+}
+
+Status check_block_sparse_entries(const BlockSparseMask& bs, const core::AttnParams& p) {
+    const std::int64_t q_tiles = core::num_tiles(p.seqlen_q, bs.tile_m);
+    const std::int64_t kv_tiles = core::num_tiles(p.seqlen_k, bs.tile_n);
+    Status s = check_list_entries(bs.full_count, bs.full_index, "mask.block_sparse.full_count",
+                                  "mask.block_sparse.full_index", kv_tiles);
+    if (s.ok())
+        s = check_list_entries(bs.partial_count, bs.partial_index, "mask.block_sparse.partial_count",
+                               "mask.block_sparse.partial_index", kv_tiles);
+    return s.ok() ? check_no_repeated_tiles(bs, p.batch, q_tiles, kv_tiles) : s;
 }
 
 Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t total, const char* name,

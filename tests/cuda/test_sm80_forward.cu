@@ -576,6 +576,37 @@ TEST(CudaDispatch, UncheckedCuSeqlensInACudaGraph) {
     cudaStreamDestroy(stream);
 }
 
+// Device block-sparse lists are checked on request (BlockSparseMask::check_device_lists): a kv tile
+// listed as full and as partial for one q-tile is then rejected by name before anything runs.
+TEST(CudaDispatch, DeviceBlockSparseListsCheckedOnRequest) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.seqlen_q = pr.seqlen_k = 300;
+    std::int64_t tm = 0, tn = 0;
+    ASSERT_TRUE(run_ok(cuda_block_sparse_tiles(pr.dim_qk, pr.dim_v, pr.dtype, tm, tn)));
+    AttnTensors t = make_forward_tensors(pr);
+    DeviceBlockSparse lists;
+    Mask m = block_sparse_mask(Mask::band(true), pr, tm, tn, lists);
+    m.block_sparse.check_device_lists = true;
+    ASSERT_TRUE(run_ok(forward(forward_args(t, m, Device::cuda))));  // the builder's lists pass
+
+    const std::int64_t mt = lists.full_count.shape[2] - 1;  // the last q-tile: full tiles and the diagonal
+    const std::int64_t count_at[3] = {0, 0, mt}, slot0[4] = {0, 0, mt, 0};
+    ASSERT_GE(lists.full_count.get(lists.full_count.offset(count_at)), 1);
+    ASSERT_GE(lists.partial_count.get(lists.partial_count.offset(count_at)), 1);
+    lists.partial_index.set(lists.partial_index.offset(slot0), lists.full_index.get(lists.full_index.offset(slot0)));
+    lists.partial_index.upload();
+    t.out.poison();
+    t.out.upload();
+    const Status s = forward(forward_args(t, m, Device::cuda));
+    EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
+    EXPECT_EQ(s.argument, "mask.block_sparse.partial_index");
+    t.out.download();
+    EXPECT_TRUE(all_poisoned(t.out));
+    m.block_sparse.check_device_lists = false;  // unchecked: the caller's precondition (decision 3)
+    EXPECT_TRUE(run_ok(forward(forward_args(t, m, Device::cuda))));
+}
+
 // The public tile sizes are those of the kernel the dispatch runs on this device (sm80, or sm90 on
 // Hopper): lists built with them run through ccattn::forward and agree with the native band.
 TEST(CudaDispatch, BlockSparseWithPublicTiles) {
