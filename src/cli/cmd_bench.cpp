@@ -2,8 +2,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -78,7 +80,9 @@ Status append_csv(const std::string& path, const CaseSpec& c, Backend backend, c
       << c.band.compress_factor << "," << (c.band.diag_offset ? std::to_string(*c.band.diag_offset) : "default") << ","
       << (c.band.window_left ? std::to_string(*c.band.window_left) : "none") << "," << pairs << "," << ms << ","
       << tflops << "\n";
-    return f ? Status::success() : Status::invalid("--csv", "failed writing '" + path + "'");
+    f.close();  // a row reaches the disk at close: its result counts
+    return f.fail() ? Status::invalid("--csv", "failed writing '" + path + "': " + std::strerror(errno))
+                    : Status::success();
 }
 
 }  // namespace

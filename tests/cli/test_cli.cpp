@@ -499,6 +499,14 @@ TEST_F(Cli, BenchAppendsCsvRows) {
     EXPECT_NE(lines[4].find(",backward,cpu,block_sparse,bf16,"), std::string::npos) << lines[4];
 }
 
+// A CSV row that cannot be written (a full disk fails at close) is an error naming --csv.
+TEST_F(Cli, BenchReportsACsvWriteFailure) {
+    const Result r = ccattn("bench --seqlen-q 16 --seqlen-k 16 --heads-q 1 --heads-kv 1 --dim-qk 8 --dim-v 8 --iters 1 "
+                            "--warmup 0 --threads 1 --csv /dev/full");
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("argument '--csv'"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, HelpAndUnknownCommands) {
     EXPECT_EQ(ccattn("--help").code, 0);
     const Result run_help = ccattn("run --help");
