@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One-time set-up of a fresh machine: build tools, GoogleTest, and the CUTLASS/CuTe headers from
 # PyPI (nvidia-cutlass==4.2.0.0) into the ignored folder .deps/. Safe to run again.
+# --cpu: for a build without CUDA (no CUTLASS headers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cpu_only=0
+[ "${1:-}" = --cpu ] && cpu_only=1
 
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
@@ -21,7 +24,7 @@ if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
 fi
 
 # CuTe headers are needed only where nvcc builds the CUDA backends.
-if command -v nvcc >/dev/null && [ ! -e .deps/cutlass/cutlass_library/source/include/cute/tensor.hpp ]; then
+if [ $cpu_only = 0 ] && command -v nvcc >/dev/null && [ ! -e .deps/cutlass/cutlass_library/source/include/cute/tensor.hpp ]; then
   echo "setup: installing CUTLASS/CuTe 4.2 headers into .deps/cutlass"
   python3 -m pip install -q --disable-pip-version-check --no-deps --target .deps/cutlass nvidia-cutlass==4.2.0.0
 fi

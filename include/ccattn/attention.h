@@ -8,6 +8,7 @@
 // q, k, v, out and the gradients share one dtype (bf16 or fp16); accumulation is float32.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 
 #include "ccattn/mask.h"
@@ -18,11 +19,24 @@ namespace ccattn {
 
 enum class Backend { automatic, cpu, cuda };
 
+// cu_seqlens on a CUDA device are copied to the host and checked before a call runs: a synchronizing
+// copy, which a CUDA graph cannot capture. check_cu_seqlens = false skips the copy; the call then
+// reads them only on the device, and the caller guarantees what the check would have found: the
+// contract of cu_seqlens (non-decreasing, first 0, last Tq / Tk) and no sequence longer than
+// max_seqlen_q / max_seqlen_k (required then; a larger bound only costs idle thread blocks).
+// Violations are undefined behaviour (out-of-bounds reads and writes on the device). Host cu_seqlens
+// are always checked (the check costs no copy); given bounds are then checked against them too.
+struct VarlenChecks {
+    bool check_cu_seqlens = true;
+    std::optional<std::int64_t> max_seqlen_q, max_seqlen_k;
+};
+
 struct ForwardArgs {
     Tensor q, k, v;
     Tensor out;                      // written
     Tensor lse;                      // written when defined (optional)
     Tensor cu_seqlens_q, cu_seqlens_k;  // both defined for varlen, both absent otherwise
+    VarlenChecks varlen;
     Mask mask;
     std::optional<float> scale;      // default 1 / sqrt(Dqk)
     Backend backend = Backend::automatic;
@@ -34,6 +48,7 @@ struct BackwardArgs {
     Tensor q, k, v, out, lse, dout;  // out and lse as the forward wrote them
     Tensor dq, dk, dv;               // written
     Tensor cu_seqlens_q, cu_seqlens_k;
+    VarlenChecks varlen;
     Mask mask;
     std::optional<float> scale;
     Backend backend = Backend::automatic;

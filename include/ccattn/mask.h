@@ -33,6 +33,10 @@ struct BlockSparseMask {
     Tensor partial_count;     // int32 [B, Hq|1, num_q_tiles]
     Tensor partial_index;     // int32 [B, Hq|1, num_q_tiles, max_partial]
     MaskModFn mask_mod;       // host predicate for partial tiles (CPU backend; CUDA: see Mask::mask_mod)
+    // Host lists are always checked (counts, kv tiles in range, no kv tile twice for one q-tile, in
+    // either list). Device lists are not: a tile listed twice is counted twice. With this set, device
+    // lists are copied to the host and checked the same way first (a synchronizing copy: for debugging).
+    bool check_device_lists = false;
 };
 
 enum class MaskKind { band, mask_mod, block_sparse, custom_band };

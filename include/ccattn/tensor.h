@@ -24,18 +24,23 @@ struct Tensor {
 
     bool defined() const { return data != nullptr; }
     std::int64_t numel() const {
+        if (rank < 0 || rank > kMaxRank) return 0;  // not a view any call accepts
         std::int64_t n = 1;
         for (int d = 0; d < rank; ++d) n *= shape[d];
         return n;
     }
-    // A row-major contiguous view.
+    // A row-major contiguous view. More than kMaxRank dimensions give a view of that rank with no
+    // sizes or strides stored, which every call rejects by its rank.
     static Tensor contiguous(void* data, DType dtype, std::initializer_list<std::int64_t> shape,
                              Device device = Device::cpu) {
         Tensor t;
         t.data = data;
         t.dtype = dtype;
         t.device = device;
-        for (std::int64_t s : shape) t.shape[t.rank++] = s;
+        t.rank = int(shape.size());
+        if (t.rank > kMaxRank) return t;
+        int d = 0;
+        for (std::int64_t s : shape) t.shape[d++] = s;
         std::int64_t st = 1;
         for (int d = t.rank - 1; d >= 0; --d) {
             t.stride[d] = st;

@@ -14,7 +14,8 @@ bwd = torch.ops.ccattn.bwd
 
 
 @torch.library.register_fake("ccattn::fwd")
-def _fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left, scale):
+def _fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left, scale,
+              max_seqlen_q=None, max_seqlen_k=None, validate=True):
     # The kernels allocate contiguous outputs: out like q with v's head dim, lse float32
     # [B, Hq, Sq] (fixed length) or [Hq, Tq] (varlen).
     out = q.new_empty((*q.shape[:-1], v.shape[-1]))
@@ -27,7 +28,7 @@ def _fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag
 
 @torch.library.register_fake("ccattn::bwd")
 def _bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset,
-              window_left, scale):
+              window_left, scale, max_seqlen_q=None, max_seqlen_k=None, validate=True):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
@@ -35,7 +36,7 @@ def _setup_context(ctx, inputs, output):
     q, k, v, cu_seqlens_q, cu_seqlens_k, *mask = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k)
-    ctx.mask = mask  # causal, compress_factor, diag_offset, window_left, scale
+    ctx.mask = mask  # causal, compress_factor, diag_offset, window_left, scale (and the varlen arguments)
     # lse is an output for inspection and for NSA's block selection (a top-k, not differentiable);
     # the kernels compute no gradient through it.
     ctx.mark_non_differentiable(lse)
@@ -44,7 +45,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dout, _dlse):
     q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k = ctx.saved_tensors
     dq, dk, dv = bwd(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, *ctx.mask)
-    return dq, dk, dv, None, None, None, None, None, None, None
+    return (dq, dk, dv) + (None,) * (len(ctx.needs_input_grad) - 3)
 
 
 torch.library.register_autograd("ccattn::fwd", _backward, setup_context=_setup_context)

@@ -36,6 +36,8 @@ import torch
 
 from . import _ops
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
 
 def _check_tensor(t, name, rank, layout):
     if not isinstance(t, torch.Tensor):
@@ -65,6 +67,8 @@ def _check_mask(causal, compress_factor, diag_offset, window_left, scale):
             raise TypeError(f"ccattn: argument 'scale' must be a float or None, got {type(scale).__name__}")
         if not math.isfinite(scale):
             raise ValueError(f"ccattn: argument 'scale' must be finite, got {scale}")
+        if abs(scale) > _FLOAT32_MAX:
+            raise ValueError(f"ccattn: argument 'scale' = {scale} overflows float32 (the kernels' scale type)")
         scale = float(scale)
     return scale
 
@@ -101,12 +105,13 @@ def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, win
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         _check_tensor(t, name, 4, "[B, S, H, D]")
     scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
-    out, lse = _ops.fwd(q, k, v, None, None, causal, compress_factor, diag_offset, window_left, scale)
+    out, lse = _ops.fwd(q, k, v, None, None, causal, compress_factor, diag_offset, window_left, scale, None, None, True)
     return (out, lse) if return_lse else out
 
 
 def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=False,
-                     compress_factor=1, diag_offset=None, window_left=None, scale=None, return_lse=False):
+                     compress_factor=1, diag_offset=None, window_left=None, scale=None, return_lse=False,
+                     validate=True):
     """Attention over packed sequences of different lengths (flash-attn's varlen layout).
 
     Args:
@@ -115,11 +120,17 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
         v: ``[Tk, Hkv, Dv]``.
         cu_seqlens_q, cu_seqlens_k: int32 ``[B + 1]`` on q's device: non-decreasing, first 0, last
             ``Tq`` / ``Tk``. A sequence may be empty.
-        max_seqlen_q, max_seqlen_k: ints, accepted for flash-attn compatibility. ccattn reads the
-            lengths from ``cu_seqlens`` itself (it validates them on the host), so these are only
-            type-checked.
+        max_seqlen_q, max_seqlen_k: ints, at least the longest query / key sequence. With
+            ``validate=True`` ccattn reads the lengths from ``cu_seqlens`` itself and checks these
+            against them; with ``validate=False`` it launches with them.
         causal, compress_factor, diag_offset, window_left, scale, return_lse: as in
             :func:`attention`; positions ``i``, ``j`` and the default δ are per sequence.
+        validate: check ``cu_seqlens`` before running (default). On a CUDA device that is a copy to
+            the host, which synchronizes the stream and cannot be captured in a CUDA graph.
+            ``validate=False`` copies nothing (capture-safe); the caller then guarantees that
+            ``cu_seqlens`` are as described above and that no sequence is longer than
+            ``max_seqlen_q`` / ``max_seqlen_k``. Breaking that is undefined behaviour (out-of-bounds
+            memory accesses on the device). CPU tensors are checked either way.
 
     Returns:
         ``out [Tq, Hq, Dv]``, and with ``return_lse`` also ``lse [Hq, Tq]`` (float32, no gradient).
@@ -130,7 +141,9 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
         _check_tensor(t, name, 1, "int32 [B + 1]")
     _check_int("max_seqlen_q", max_seqlen_q, minimum=0)
     _check_int("max_seqlen_k", max_seqlen_k, minimum=0)
+    if not isinstance(validate, bool):
+        raise TypeError(f"ccattn: argument 'validate' must be a bool, got {type(validate).__name__}")
     scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
     out, lse = _ops.fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left,
-                        scale)
+                        scale, max_seqlen_q, max_seqlen_k, validate)
     return (out, lse) if return_lse else out

@@ -68,11 +68,22 @@ void set_seqlens(const OptTensor& cu_q, const OptTensor& cu_k, Tensor& q_view, T
     if (cu_k) k_view = view(*cu_k, "cu_seqlens_k");
 }
 
+// The sequence-length arguments of a varlen call: bounds on the longest sequences and whether the
+// cu_seqlens are checked (validate=False copies nothing to the host: capture-safe).
+struct VarlenArgs {
+    std::optional<int64_t> max_seqlen_q, max_seqlen_k;
+    bool validate = true;
+};
+
 // What forward and backward arguments share: sequence offsets, the band, scale, backend, stream.
 template <class Args>
 void set_call(const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf, std::optional<int64_t> diag_offset,
-              std::optional<int64_t> window_left, std::optional<double> scale, const Launch& launch, Args& a) {
+              std::optional<int64_t> window_left, std::optional<double> scale, const VarlenArgs& seqlens,
+              const Launch& launch, Args& a) {
     set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
+    a.varlen.check_cu_seqlens = seqlens.validate;
+    a.varlen.max_seqlen_q = seqlens.max_seqlen_q;
+    a.varlen.max_seqlen_k = seqlens.max_seqlen_k;
     a.mask = Mask::band(causal, cf, diag_offset, window_left);
     if (scale) a.scale = float(*scale);
     a.backend = launch.backend;
@@ -83,7 +94,7 @@ void set_call(const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                                            const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                            std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
-                                           std::optional<double> scale, const Launch& launch) {
+                                           std::optional<double> scale, const VarlenArgs& seqlens, const Launch& launch) {
     const bool varlen = cu_q || cu_k;
     check_rank(q_in, "q", varlen);
     check_rank(v_in, "v", varlen);
@@ -103,7 +114,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Ten
     a.v = view(v, "v");
     a.out = view(out, "out");
     a.lse = view(lse, "lse");
-    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, launch, a);
+    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, launch, a);
     check(ccattn::forward(a), "attention");
     return {out, lse};
 }
@@ -112,7 +123,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
     const at::Tensor& out_in, const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal,
     int64_t cf, std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
-    const Launch& launch) {
+    const VarlenArgs& seqlens, const Launch& launch) {
     check_devices(q_in, {{&dout_in, "dout"}, {&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&lse, "lse"},
                          {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}});
     const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
@@ -131,7 +142,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     a.dq = view(dq, "dq");
     a.dk = view(dk, "dk");
     a.dv = view(dv, "dv");
-    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, launch, a);
+    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, launch, a);
     check(ccattn::backward(a), "attention backward");
     return {dq, dk, dv};
 }
@@ -139,43 +150,54 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                                std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
-                                               std::optional<double> scale) {
-    return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale, cpu_launch());
+                                               std::optional<double> scale, std::optional<int64_t> max_seqlen_q,
+                                               std::optional<int64_t> max_seqlen_k, bool validate) {
+    return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
+                   {max_seqlen_q, max_seqlen_k, validate}, cpu_launch());
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                                 std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
-                                                std::optional<double> scale) {
+                                                std::optional<double> scale, std::optional<int64_t> max_seqlen_q,
+                                                std::optional<int64_t> max_seqlen_k, bool validate) {
     c10::DeviceGuard guard(q.device());  // the library launches on the current device
-    return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale, cuda_launch(q));
+    return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
+                   {max_seqlen_q, max_seqlen_k, validate}, cuda_launch(q));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
-    std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale) {
-    return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale, cpu_launch());
+    std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
+    std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate) {
+    return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
+                    {max_seqlen_q, max_seqlen_k, validate}, cpu_launch());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
-    std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale) {
+    std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
+    std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate) {
     c10::DeviceGuard guard(q.device());
     return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                    cuda_launch(q));
+                    {max_seqlen_q, max_seqlen_k, validate}, cuda_launch(q));
 }
 
 }  // namespace
 }  // namespace ccattn::torch_ext
 
 TORCH_LIBRARY(ccattn, m) {
+    // Varlen: max_seqlen_q / max_seqlen_k bound the longest sequences (checked when validate is true);
+    // validate=False trusts cu_seqlens and copies nothing to the host (CUDA-graph capture).
     m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, bool causal, "
-          "int compress_factor, int? diag_offset, int? window_left, float? scale) -> (Tensor out, Tensor lse)");
+          "int compress_factor, int? diag_offset, int? window_left, float? scale, int? max_seqlen_q=None, "
+          "int? max_seqlen_k=None, bool validate=True) -> (Tensor out, Tensor lse)");
     m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
           "Tensor? cu_seqlens_k, bool causal, int compress_factor, int? diag_offset, int? window_left, "
-          "float? scale) -> (Tensor dq, Tensor dk, Tensor dv)");
+          "float? scale, int? max_seqlen_q=None, int? max_seqlen_k=None, bool validate=True) "
+          "-> (Tensor dq, Tensor dk, Tensor dv)");
 }
 
 TORCH_LIBRARY_IMPL(ccattn, CPU, m) {

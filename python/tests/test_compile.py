@@ -77,6 +77,7 @@ def test_opcheck(device):
     cu_k = torch.tensor([0, 4, 9], dtype=torch.int32, device=device)
     varlen = (t(23, 4, 64), t(9, 2, 64), t(9, 2, 64), cu_q, cu_k, True, 3, None, 2, 0.2)
     torch.library.opcheck(torch.ops.ccattn.fwd.default, varlen)
+    torch.library.opcheck(torch.ops.ccattn.fwd.default, varlen + (13, 5, False))  # validate=False
     q, k, v = (x.detach() for x in fixed[:3])
     out, lse = torch.ops.ccattn.fwd(q, k, v, *fixed[3:])
     torch.library.opcheck(torch.ops.ccattn.bwd.default,

@@ -63,7 +63,25 @@ def test_varlen_arguments(device):
     raises(ValueError, "cu_seqlens_q", ccattn.attention_varlen, q, k, v, cu_q.long(), cu_k, 5, 3)
     raises(ValueError, "cu_seqlens_k", ccattn.attention_varlen, q, k, v, cu_q, cu_k[:2], 5, 3)
     raises(ValueError, "max_seqlen_q", ccattn.attention_varlen, q, k, v, cu_q, cu_k, -1, 3)
+    raises(ValueError, "max_seqlen_q", ccattn.attention_varlen, q, k, v, cu_q, cu_k, 4, 3)  # below the longest
+    raises(ValueError, "max_seqlen_k", ccattn.attention_varlen, q, k, v, cu_q, cu_k, 5, 2)
+    raises(TypeError, "validate", ccattn.attention_varlen, q, k, v, cu_q, cu_k, 5, 3, validate=1)
     raises(ValueError, "q", ccattn.attention_varlen, q[None], k, v, cu_q, cu_k, 5, 3)
+
+
+def test_unvalidated_host_cu_seqlens_are_checked_anyway():
+    """validate=False only skips the device-to-host copy: CPU tensors are checked all the same."""
+    q, k, v = (t[0] for t in tensors("cpu", sq=9, sk=5))
+    cu_q = torch.tensor([0, 4, 9], dtype=torch.int32)
+    cu_k = torch.tensor([0, 2, 5], dtype=torch.int32)
+    ccattn.attention_varlen(q, k, v, cu_q, cu_k, 5, 3, validate=False)
+    raises(ValueError, "cu_seqlens_q", ccattn.attention_varlen, q, k, v, cu_q.flip(0), cu_k, 9, 5, validate=False)
+    raises(ValueError, "max_seqlen_q", ccattn.attention_varlen, q, k, v, cu_q, cu_k, 4, 3, validate=False)
+
+
+def test_scale_beyond_float32(device):
+    q, k, v = tensors(device)
+    raises(ValueError, "scale", ccattn.attention, q, k, v, scale=1e40)
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")

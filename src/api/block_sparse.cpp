@@ -60,10 +60,10 @@ struct BlockSparseLists::Builder {
 
 Status BlockSparseLists::from_band(const Mask& band, const Shape& shape, BlockSparseLists& out) {
     if (band.kind != MaskKind::band) return Status::invalid("mask", "from_band needs a band mask (kind == band)");
-    if (band.compress_factor < 1) return Status::invalid("mask.compress_factor", "must be >= 1");
-    if (band.window_left && *band.window_left < 0) return Status::invalid("mask.window_left", "must be >= 0");
+    Status s = api::check_band(band);
+    if (!s.ok()) return s;
     Lengths len;
-    Status s = resolve(shape, len);
+    s = resolve(shape, len);
     if (!s.ok()) return s;
     core::BandSpec spec;
     spec.causal = band.causal;

@@ -12,8 +12,10 @@ namespace {
 
 constexpr std::int64_t kMaxHeadDim = 512;
 constexpr std::int64_t kMaxOffset = std::int64_t(1) << 62;  // keeps every index sum in int64
+constexpr std::int64_t kMaxBandFactor = std::int64_t(1) << 31;  // cf and window: products with keys fit
 
 std::string dims(const Tensor& t) {
+    if (t.rank < 0 || t.rank > Tensor::kMaxRank) return "rank " + std::to_string(t.rank);
     std::string s = "[";
     for (int d = 0; d < t.rank; ++d) s += (d ? ", " : "") + std::to_string(t.shape[d]);
     return s + "]";
@@ -62,16 +64,29 @@ core::Strides strides_of(const Tensor& t) {
     return {0, t.stride[0], t.stride[1]};
 }
 
-Status check_lengths(const int32_t* cu, const Tensor& t, const char* name, std::int64_t batch, std::int64_t total,
-                     Device device, std::int64_t* max_len) {
+// One cu_seqlens tensor and the longest sequence it describes: read from `cu` (host memory) when
+// given, else the caller's bound `max_len` (unchecked device cu_seqlens), at most `total`.
+Status check_lengths(const int32_t* cu, const Tensor& t, const char* name, std::optional<std::int64_t> max_len,
+                     const char* max_name, std::int64_t batch, std::int64_t total, Device device,
+                     std::int64_t* longest) {
     Status s = check_tensor(t, name, 1, DType::int32, device, {batch + 1});
     if (!s.ok()) return s;
-    return check_cu_seqlens(cu, batch + 1, total, name, max_len);
+    if (max_len && *max_len < 0) return Status::invalid(max_name, "must be >= 0, got " + std::to_string(*max_len));
+    if (cu == nullptr) {
+        if (!max_len) return Status::invalid(max_name, "is required when cu_seqlens are not checked");
+        *longest = std::min(*max_len, total);
+        return Status::success();
+    }
+    if (!(s = check_cu_seqlens(cu, batch + 1, total, name, longest)).ok()) return s;
+    if (max_len && *max_len < *longest)
+        return Status::invalid(max_name, std::to_string(*max_len) + " is below the longest sequence (" +
+                                             std::to_string(*longest) + ")");
+    return Status::success();
 }
 
 Status check_tile_lists(const Tensor& count, const Tensor& index, const char* count_name, const char* index_name,
-                        std::int64_t batch, std::int64_t heads_q, std::int64_t q_tiles, std::int64_t kv_tiles,
-                        Device device, core::TileLists& lists) {
+                        std::int64_t batch, std::int64_t heads_q, std::int64_t q_tiles, Device device,
+                        core::TileLists& lists) {
     if (!count.defined()) return Status::invalid(count_name, "is null");
     std::int64_t heads = count.rank == 3 ? count.shape[1] : -1;
     if (heads != 1 && heads != heads_q)
@@ -80,25 +95,6 @@ Status check_tile_lists(const Tensor& count, const Tensor& index, const char* co
     if (!s.ok()) return s;
     s = check_tensor(index, index_name, 4, DType::int32, device, {batch, heads, q_tiles, -1});
     if (!s.ok()) return s;
-    std::int64_t slots = index.shape[3];
-    if (device == Device::cpu) {  // device lists are the caller's responsibility
-        const auto* c = static_cast<const std::int32_t*>(count.data);
-        const auto* x = static_cast<const std::int32_t*>(index.data);
-        for (std::int64_t b = 0; b < batch; ++b)
-            for (std::int64_t h = 0; h < heads; ++h)
-                for (std::int64_t t = 0; t < q_tiles; ++t) {
-                    std::int32_t n = c[b * count.stride[0] + h * count.stride[1] + t * count.stride[2]];
-                    if (n < 0 || n > slots)
-                        return Status::invalid(count_name, "entry " + std::to_string(n) + " outside [0, " +
-                                                               std::to_string(slots) + "]");
-                    for (std::int32_t e = 0; e < n; ++e) {
-                        std::int32_t kv = x[b * index.stride[0] + h * index.stride[1] + t * index.stride[2] + e * index.stride[3]];
-                        if (kv < 0 || kv >= kv_tiles)
-                            return Status::invalid(index_name, "kv tile " + std::to_string(kv) + " outside [0, " +
-                                                                   std::to_string(kv_tiles) + ")");
-                    }
-                }
-    }
     lists.count = static_cast<const std::int32_t*>(count.data);
     lists.index = static_cast<const std::int32_t*>(index.data);
     lists.count_batch_stride = count.stride[0];
@@ -107,6 +103,29 @@ Status check_tile_lists(const Tensor& count, const Tensor& index, const char* co
     lists.index_batch_stride = index.stride[0];
     lists.index_head_stride = heads == 1 ? 0 : index.stride[1];
     lists.index_tile_stride = index.stride[2];
+    return Status::success();
+}
+
+// Counts within [0, slots], kv tiles within [0, kv_tiles), in one list (host memory).
+Status check_list_entries(const Tensor& count, const Tensor& index, const char* count_name, const char* index_name,
+                          std::int64_t kv_tiles) {
+    const auto* c = static_cast<const std::int32_t*>(count.data);
+    const auto* x = static_cast<const std::int32_t*>(index.data);
+    const std::int64_t slots = index.shape[3];
+    for (std::int64_t b = 0; b < count.shape[0]; ++b)
+        for (std::int64_t h = 0; h < count.shape[1]; ++h)
+            for (std::int64_t t = 0; t < count.shape[2]; ++t) {
+                std::int32_t n = c[b * count.stride[0] + h * count.stride[1] + t * count.stride[2]];
+                if (n < 0 || n > slots)
+                    return Status::invalid(count_name, "entry " + std::to_string(n) + " outside [0, " +
+                                                           std::to_string(slots) + "]");
+                for (std::int32_t e = 0; e < n; ++e) {
+                    std::int32_t kv = x[b * index.stride[0] + h * index.stride[1] + t * index.stride[2] + e * index.stride[3]];
+                    if (kv < 0 || kv >= kv_tiles)
+                        return Status::invalid(index_name, "kv tile " + std::to_string(kv) + " outside [0, " +
+                                                               std::to_string(kv_tiles) + ")");
+                }
+            }
     return Status::success();
 }
 
@@ -148,12 +167,8 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     p.host_mask = &m;
     // The band fields describe the native mask, and the element predicate of the CUDA backend's
     // mask_mod and block-sparse paths: always checked.
-    if (m.compress_factor < 1)
-        return Status::invalid("mask.compress_factor", "must be >= 1, got " + std::to_string(m.compress_factor));
-    if (m.window_left && *m.window_left < 0)
-        return Status::invalid("mask.window_left", "must be >= 0, got " + std::to_string(*m.window_left));
-    if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
-        return Status::invalid("mask.diag_offset", "magnitude must be below 2^62");
+    const Status s = check_band(m);
+    if (!s.ok()) return s;
     p.band.causal = m.causal;
     p.band.compress_factor = m.compress_factor;
     p.band.has_diag_offset = m.diag_offset.has_value();
@@ -174,17 +189,17 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
             const BlockSparseMask& bs = m.block_sparse;
             if (bs.tile_m < 1) return Status::invalid("mask.block_sparse.tile_m", "must be >= 1");
             if (bs.tile_n < 1) return Status::invalid("mask.block_sparse.tile_n", "must be >= 1");
-            std::int64_t q_tiles = core::num_tiles(p.seqlen_q, bs.tile_m);
-            std::int64_t kv_tiles = core::num_tiles(p.seqlen_k, bs.tile_n);
+            const std::int64_t q_tiles = core::num_tiles(p.seqlen_q, bs.tile_m);
             Status s = check_tile_lists(bs.full_count, bs.full_index, "mask.block_sparse.full_count",
-                                        "mask.block_sparse.full_index", p.batch, p.heads_q, q_tiles, kv_tiles, device,
+                                        "mask.block_sparse.full_index", p.batch, p.heads_q, q_tiles, device,
                                         p.sparse_full);
             if (!s.ok()) return s;
             s = check_tile_lists(bs.partial_count, bs.partial_index, "mask.block_sparse.partial_count",
-                                 "mask.block_sparse.partial_index", p.batch, p.heads_q, q_tiles, kv_tiles, device,
+                                 "mask.block_sparse.partial_index", p.batch, p.heads_q, q_tiles, device,
                                  p.sparse_partial);
             if (!s.ok()) return s;
-            if (host && !(s = check_no_repeated_tiles(bs, p.batch, q_tiles, kv_tiles)).ok()) return s;
+            // Device lists: checked only on request, from host copies (ccattn::forward / backward).
+            if (host && !(s = check_block_sparse_entries(bs, p)).ok()) return s;
             if (host && !bs.mask_mod)
                 return Status::invalid("mask.block_sparse.mask_mod", "is empty (partial tiles need it)");
             p.sparse_tile_m = bs.tile_m;
@@ -197,8 +212,8 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
 
 // Shared by the forward and the backward: q, k, v, out, lse, cu_seqlens, mask, scale.
 Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                   const Tensor& cu_q, const Tensor& cu_k, const HostSeqlens& host, const Mask& mask,
-                   std::optional<float> scale, core::AttnParams& p) {
+                   const Tensor& cu_q, const Tensor& cu_k, const VarlenChecks& checks, const HostSeqlens& host,
+                   const Mask& mask, std::optional<float> scale, core::AttnParams& p) {
     if (!q.defined()) return Status::invalid("q", "is null");
     if (q.dtype != DType::bf16 && q.dtype != DType::fp16)
         return Status::invalid("q", std::string("dtype must be bf16 or fp16, got ") + dtype_name(q.dtype));
@@ -255,12 +270,18 @@ Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
     p.total_q = varlen ? sq : batch * sq;
     p.total_k = varlen ? sk : batch * sk;
     if (varlen) {
+        // Host cu_seqlens are always read; device ones through their host copies, unless unchecked.
         std::int64_t max_q = 0, max_k = 0;
-        const auto* hq_ptr = dev == Device::cpu ? static_cast<const std::int32_t*>(cu_q.data) : host.q;
-        const auto* hk_ptr = dev == Device::cpu ? static_cast<const std::int32_t*>(cu_k.data) : host.k;
-        s = check_lengths(hq_ptr, cu_q, "cu_seqlens_q", batch, sq, dev, &max_q);
+        const bool on_host = dev == Device::cpu, read = on_host || checks.check_cu_seqlens;
+        const auto* hq_ptr = on_host ? static_cast<const std::int32_t*>(cu_q.data) : host.q;
+        const auto* hk_ptr = on_host ? static_cast<const std::int32_t*>(cu_k.data) : host.k;
+        if (read && (hq_ptr == nullptr || hk_ptr == nullptr))
+            return Status::invalid(hq_ptr ? "cu_seqlens_k" : "cu_seqlens_q", "is null");
+        s = check_lengths(read ? hq_ptr : nullptr, cu_q, "cu_seqlens_q", checks.max_seqlen_q, "max_seqlen_q", batch, sq,
+                          dev, &max_q);
         if (!s.ok()) return s;
-        s = check_lengths(hk_ptr, cu_k, "cu_seqlens_k", batch, sk, dev, &max_k);
+        s = check_lengths(read ? hk_ptr : nullptr, cu_k, "cu_seqlens_k", checks.max_seqlen_k, "max_seqlen_k", batch, sk,
+                          dev, &max_k);
         if (!s.ok()) return s;
         p.seqlen_q = max_q;
         p.seqlen_k = max_k;
@@ -297,6 +318,27 @@ Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 
 }  // namespace
 
+Status check_band(const Mask& m) {
+    if (m.compress_factor < 1 || m.compress_factor >= kMaxBandFactor)
+        return Status::invalid("mask.compress_factor", "must be in [1, 2^31), got " + std::to_string(m.compress_factor));
+    if (m.window_left && (*m.window_left < 0 || *m.window_left >= kMaxBandFactor))
+        return Status::invalid("mask.window_left", "must be in [0, 2^31), got " + std::to_string(*m.window_left));
+    if (m.diag_offset && (*m.diag_offset >= kMaxOffset || *m.diag_offset <= -kMaxOffset))
+        return Status::invalid("mask.diag_offset", "magnitude must be below 2^62, got " + std::to_string(*m.diag_offset));
+    return Status::success();
+}
+
+Status check_block_sparse_entries(const BlockSparseMask& bs, const core::AttnParams& p) {
+    const std::int64_t q_tiles = core::num_tiles(p.seqlen_q, bs.tile_m);
+    const std::int64_t kv_tiles = core::num_tiles(p.seqlen_k, bs.tile_n);
+    Status s = check_list_entries(bs.full_count, bs.full_index, "mask.block_sparse.full_count",
+                                  "mask.block_sparse.full_index", kv_tiles);
+    if (s.ok())
+        s = check_list_entries(bs.partial_count, bs.partial_index, "mask.block_sparse.partial_count",
+                               "mask.block_sparse.partial_index", kv_tiles);
+    return s.ok() ? check_no_repeated_tiles(bs, p.batch, q_tiles, kv_tiles) : s;
+}
+
 Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t total, const char* name,
                         std::int64_t* max_len) {
     if (cu == nullptr) return Status::invalid(name, "is null");
@@ -318,7 +360,7 @@ Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t
 }
 
 Status fill_forward_params(const ForwardArgs& a, const HostSeqlens& host, core::AttnParams& p) {
-    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, host, a.mask, a.scale, p);
+    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, a.varlen, host, a.mask, a.scale, p);
     if (!s.ok()) return s;
     if (a.num_threads < 0) return Status::invalid("num_threads", "must be >= 0");
     p.num_threads = a.num_threads;
@@ -328,7 +370,7 @@ Status fill_forward_params(const ForwardArgs& a, const HostSeqlens& host, core::
 
 Status fill_backward_params(const BackwardArgs& a, const HostSeqlens& host, core::AttnParams& p) {
     if (!a.lse.defined()) return Status::invalid("lse", "is null (the backward needs the forward's lse)");
-    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, host, a.mask, a.scale, p);
+    Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, a.varlen, host, a.mask, a.scale, p);
     if (!s.ok()) return s;
     const int rank = a.q.rank;
     auto same_shape = [&](const Tensor& t, const Tensor& like, const char* name) {

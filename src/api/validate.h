@@ -19,6 +19,16 @@ struct HostSeqlens {
 Status fill_forward_params(const ForwardArgs& args, const HostSeqlens& host, core::AttnParams& p);
 Status fill_backward_params(const BackwardArgs& args, const HostSeqlens& host, core::AttnParams& p);
 
+// The band fields every mask kind carries: 1 <= cf < 2^31, 0 <= window < 2^31 (or none),
+// |delta| < 2^62. With positions below 2^62 (the largest offset a view may reach) no step of the band
+// arithmetic leaves int64: i + delta, floor((i + delta) / cf) - window, the per-element products
+// j * cf and (j + window + 1) * cf (keys j < 2^31 on CUDA, where they run).
+Status check_band(const Mask& m);
+
+// The entries of block-sparse lists whose shapes fill_*_params accepted for p, read as host memory:
+// counts within the slots, kv tiles within the sequence, no kv tile twice for one q-tile.
+Status check_block_sparse_entries(const BlockSparseMask& lists, const core::AttnParams& p);
+
 // cu_seqlens: non-decreasing, first 0, last == total; returns the longest sequence in *max_len.
 Status check_cu_seqlens(const std::int32_t* cu, std::int64_t count, std::int64_t total, const char* name,
                         std::int64_t* max_len);

@@ -58,17 +58,17 @@ std::vector<OptionSpec> band_options() {
 
 Status read_band(const Options& o, Mask& band) {
     std::int64_t cf = band.compress_factor;
-    Status s = o.integer("compress-factor", 1, std::int64_t(1) << 40, cf);
+    Status s = o.integer("compress-factor", 1, (std::int64_t(1) << 31) - 1, cf);  // the library's bounds
     if (!s.ok()) return s;
     std::optional<std::int64_t> delta = band.diag_offset, window = band.window_left;
     if (o.has("diag-offset")) {
         std::int64_t d = 0;
-        if (!(s = o.integer("diag-offset", -(std::int64_t(1) << 61), std::int64_t(1) << 61, d)).ok()) return s;
+        if (!(s = o.integer("diag-offset", 1 - (std::int64_t(1) << 62), (std::int64_t(1) << 62) - 1, d)).ok()) return s;
         delta = d;
     }
     if (o.has("window-left")) {
         std::int64_t w = 0;
-        if (!(s = o.integer("window-left", 0, std::int64_t(1) << 61, w)).ok()) return s;
+        if (!(s = o.integer("window-left", 0, (std::int64_t(1) << 31) - 1, w)).ok()) return s;
         window = w;
     }
     band = Mask::band(band.causal || o.flag("causal"), cf, delta, window);
@@ -117,6 +117,14 @@ std::vector<OptionSpec> case_options(bool mechanism) {
     return o;
 }
 
+// One document length of --documents: digits only, at most kMaxLength.
+Status document_length(const std::string& part, const Status& bad, std::int64_t& len) {
+    if (part.empty() || part.find_first_not_of("0123456789") != std::string::npos) return bad;
+    if (!parse_int64(part, len) || len > kMaxLength)
+        return Status::invalid("--documents", "length " + part + " is above " + std::to_string(kMaxLength));
+    return Status::success();
+}
+
 // --documents 11611:724,5943:370: explicit varlen lengths (the benchmark's documents).
 Status read_documents(const Options& o, CaseSpec& c) {
     if (!o.has("documents")) return Status::success();
@@ -129,12 +137,14 @@ Status read_documents(const Options& o, CaseSpec& c) {
         if (end == std::string::npos) end = text.size();
         const std::string item = text.substr(at, end - at);
         const std::size_t colon = item.find(':');
-        if (colon == std::string::npos || colon == 0 || colon + 1 == item.size()) return bad;
-        if (item.find_first_not_of("0123456789:") != std::string::npos) return bad;
-        const std::int64_t sq = std::stoll(item.substr(0, colon)), sk = std::stoll(item.substr(colon + 1));
+        if (colon == std::string::npos || item.find(':', colon + 1) != std::string::npos) return bad;
+        std::int64_t sq = 0, sk = 0;
+        Status s = document_length(item.substr(0, colon), bad, sq);
+        if (s.ok()) s = document_length(item.substr(colon + 1), bad, sk);
+        if (!s.ok()) return s;
         total_q += sq;
         total_k += sk;
-        if (sq > kMaxLength || sk > kMaxLength || total_q > kMaxLength || total_k > kMaxLength)
+        if (total_q > kMaxLength || total_k > kMaxLength)
             return Status::invalid("--documents", "total length above " + std::to_string(kMaxLength));
         c.documents.push_back({sq, sk});
         at = end + 1;
@@ -154,14 +164,17 @@ Status read_case(const Options& o, CaseSpec& c) {
                             {"dim-qk", 1, &c.dim_qk}, {"dim-v", 1, &c.dim_v},     {"varlen", 0, &c.varlen_docs}};
     for (const Count& n : counts)
         if (!(s = o.integer(n.name, n.min, 1 << 20, *n.field)).ok()) return s;
+    if (c.heads_q % c.heads_kv != 0)
+        return Status::invalid("--heads-kv", "must divide --heads-q (" + std::to_string(c.heads_q) + "), got " +
+                                                 std::to_string(c.heads_kv));
     if (!(s = read_documents(o, c)).ok()) return s;
     if (!(s = o.integer("seqlen-q", 0, kMaxLength, c.seqlen_q)).ok()) return s;
     if (!(s = o.integer("seqlen-k", 0, kMaxLength, c.seqlen_k)).ok()) return s;
     if (!(s = read_band(o, c.band)).ok()) return s;
     if (o.has("scale")) {
-        double x = 0;
+        float x = 0;
         if (!(s = o.real("scale", x)).ok()) return s;
-        c.scale = float(x);
+        c.scale = x;
     }
     int dtype = c.dtype == DType::fp16 ? 1 : 0;
     if (!(s = o.choice("dtype", {"bf16", "fp16"}, dtype)).ok()) return s;

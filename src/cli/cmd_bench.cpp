@@ -2,8 +2,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "cli/case_runner.h"
 #include "cli/commands.h"
 #include "cli/device_memory.h"
+#include "cli/option_names.h"
 #include "cli/session.h"
 
 namespace ccattn::cli {
@@ -77,7 +80,9 @@ Status append_csv(const std::string& path, const CaseSpec& c, Backend backend, c
       << c.band.compress_factor << "," << (c.band.diag_offset ? std::to_string(*c.band.diag_offset) : "default") << ","
       << (c.band.window_left ? std::to_string(*c.band.window_left) : "none") << "," << pairs << "," << ms << ","
       << tflops << "\n";
-    return f ? Status::success() : Status::invalid("--csv", "failed writing '" + path + "'");
+    f.close();  // a row reaches the disk at close: its result counts
+    return f.fail() ? Status::invalid("--csv", "failed writing '" + path + "': " + std::strerror(errno))
+                    : Status::success();
 }
 
 }  // namespace
@@ -123,7 +128,7 @@ int bench_command(int argc, char** argv) {
         s = time_case(
             spec, warmup, iters, [&](const char* d, int call, int calls) { progress.update(d, call, calls); }, t);
     }
-    if (!s.ok()) return report_error("bench", s);
+    if (!s.ok()) return report_error("bench", with_option_names(s, TensorSource::sizes));
     char line[200];
     std::snprintf(line, sizeof line, "  visible pairs per head: %lld (%.1f%% of Sq x Sk)\n", (long long)t.pairs,
                   t.all_pairs > 0 ? 100.0 * double(t.pairs) / double(t.all_pairs) : 0.0);

@@ -3,6 +3,7 @@
 
 #include "cli/case_runner.h"
 #include "cli/commands.h"
+#include "cli/option_names.h"
 #include "cli/session.h"
 
 namespace ccattn::cli {
@@ -32,7 +33,7 @@ int check_command(int argc, char** argv) {
               << "  backend " << backend_name(resolve_backend(spec.backend)) << ", seed " << spec.seed
               << (spec.backward ? ", forward and backward" : ", forward") << "\n";
     CheckReport report;
-    if (!(s = check_case(spec, report)).ok()) return report_error("check", s);
+    if (!(s = check_case(spec, report)).ok()) return report_error("check", with_option_names(s, TensorSource::sizes));
     print_report(std::cout, report);
     return report.pass() ? 0 : kExitFail;
 }

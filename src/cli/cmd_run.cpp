@@ -1,10 +1,13 @@
 // `ccattn run`: attention on tensors from .npy files, results written as float32 .npy files.
+#include <unistd.h>
+
 #include <filesystem>
 #include <iostream>
 
 #include "cli/case_spec.h"
 #include "cli/commands.h"
 #include "cli/npy.h"
+#include "cli/option_names.h"
 #include "cli/options.h"
 #include "cli/session.h"
 
@@ -63,6 +66,46 @@ std::string dims(const HostArray& a) {
     return s + "]";
 }
 
+struct Output {
+    const char* name;  // written as <name>.npy
+    const HostArray* array;
+};
+
+// Every output under a temporary name in `dir` first, then renamed into place: a failed run leaves no
+// new file (and the outputs of an earlier run as they were). A name that is a link is replaced, not
+// followed.
+Status write_outputs(const std::filesystem::path& dir, const std::vector<Output>& files) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return Status::invalid("--out-dir", "cannot create '" + dir.string() + "': " + ec.message());
+    std::vector<std::pair<fs::path, fs::path>> moves;  // temporary, final
+    for (const Output& f : files) {
+        const fs::path final_path = dir / (std::string(f.name) + ".npy");
+        if (fs::is_directory(final_path, ec))
+            return Status::invalid("--out-dir", "cannot write '" + final_path.string() + "': it is a directory");
+        moves.emplace_back(dir / ("." + std::string(f.name) + ".npy." + std::to_string(getpid()) + ".tmp"), final_path);
+    }
+    auto discard = [&](std::size_t from) {
+        for (std::size_t m = from; m < moves.size(); ++m) fs::remove(moves[m].first, ec);
+    };
+    for (std::size_t m = 0; m < files.size(); ++m) {
+        const Status s = write_npy(moves[m].first.string(), files[m].array->shape, files[m].array->to_floats());
+        if (!s.ok()) {
+            discard(0);
+            return Status::invalid("--out-dir", s.message + " (for " + moves[m].second.filename().string() + ")");
+        }
+    }
+    for (std::size_t m = 0; m < moves.size(); ++m) {
+        fs::rename(moves[m].first, moves[m].second, ec);
+        if (ec) {
+            discard(m);
+            return Status::invalid("--out-dir", "cannot write '" + moves[m].second.string() + "': " + ec.message());
+        }
+    }
+    return Status::success();
+}
+
 Status run(const Options& o, std::ostream& os) {
     for (const char* required : {"q", "k", "v", "out-dir"})
         if (!o.has(required)) return Status::invalid(std::string("--") + required, "is required");
@@ -75,9 +118,9 @@ Status run(const Options& o, std::ostream& os) {
     if (!(s = o.integer("threads", 0, 4096, threads)).ok()) return s;
     std::optional<float> scale;
     if (o.has("scale")) {
-        double x = 0;
+        float x = 0;
         if (!(s = o.real("scale", x)).ok()) return s;
-        scale = float(x);
+        scale = x;
     }
     Mask band;
     if (!(s = read_band(o, band)).ok()) return s;
@@ -98,20 +141,15 @@ Status run(const Options& o, std::ostream& os) {
     Outputs out;
     if (!(s = session.fetch(out)).ok()) return s;
 
-    const std::filesystem::path dir = o.text("out-dir", "");
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return Status::invalid("--out-dir", "cannot create '" + dir.string() + "': " + ec.message());
-    std::vector<std::pair<const char*, const HostArray*>> files = {{"out", &out.out}, {"lse", &out.lse}};
+    std::vector<Output> files = {{"out", &out.out}, {"lse", &out.lse}};
     if (in.has_dout()) files.insert(files.end(), {{"dq", &out.dq}, {"dk", &out.dk}, {"dv", &out.dv}});
     os << "ccattn run: " << backend_name(backend) << " backend, " << dtype_name(dtype) << ", q " << dims(in.q) << ", k "
        << dims(in.k) << ", v " << dims(in.v) << (in.varlen() ? " (varlen)" : "") << "\n"
        << "  mask: " << describe_band(band) << "\n";
-    for (const auto& [name, array] : files) {
-        const std::string path = (dir / (std::string(name) + ".npy")).string();
-        if (!(s = write_npy(path, array->shape, array->to_floats())).ok()) return s;
-        os << "  wrote " << path << " " << dims(*array) << " float32\n";
-    }
+    if (!(s = write_outputs(o.text("out-dir", ""), files)).ok()) return s;
+    for (const Output& f : files)
+        os << "  wrote " << (std::filesystem::path(o.text("out-dir", "")) / (std::string(f.name) + ".npy")).string()
+           << " " << dims(*f.array) << " float32\n";
     return Status::success();
 }
 
@@ -130,7 +168,7 @@ int run_command(int argc, char** argv) {
         return 0;
     }
     s = run(o, std::cout);
-    return s.ok() ? 0 : report_error("run", s);
+    return s.ok() ? 0 : report_error("run", with_option_names(s, TensorSource::files));
 }
 
 }  // namespace ccattn::cli

@@ -77,7 +77,7 @@ HostArray HostArray::random_normal(DType dtype, std::vector<std::int64_t> shape,
 
 HostArray HostArray::from_int32(std::vector<std::int64_t> shape, const std::vector<std::int32_t>& values) {
     HostArray a = zeros(DType::int32, std::move(shape));
-    std::memcpy(a.bytes.data(), values.data(), a.size_bytes());
+    if (!values.empty()) std::memcpy(a.bytes.data(), values.data(), a.size_bytes());  // no copy from null
     return a;
 }
 

@@ -1,5 +1,6 @@
 // ccattn: run, check and time compressed-KV attention from the command line.
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <new>
 
@@ -52,12 +53,17 @@ int main(int argc, char** argv) {
     }
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
+        // Commands report bad input as a Status; anything thrown still ends in a message, not an abort.
         try {
             return c.run(argc, argv);
         } catch (const std::bad_alloc&) {
             std::cerr << "ccattn " << c.name << ": error: out of host memory for this case\n";
-            return kExitError;
+        } catch (const std::exception& e) {
+            std::cerr << "ccattn " << c.name << ": error: " << e.what() << "\n";
+        } catch (...) {
+            std::cerr << "ccattn " << c.name << ": error: unknown exception\n";
         }
+        return kExitError;
     }
     std::cerr << "ccattn: unknown command '" << argv[1] << "'\n\n" << kUsage;
     return kExitError;

@@ -1,8 +1,10 @@
 #include "cli/npy.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include "core/dtype.h"
 
@@ -11,8 +13,16 @@ namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::int64_t kMaxElements = std::int64_t(1) << 40;
+constexpr std::size_t kMaxHeaderBytes = std::size_t(1) << 20;  // numpy writes a few hundred
+constexpr std::size_t kReadChunk = std::size_t(64) << 20;
 
 int element_size(NpyType t) { return t == NpyType::float16 ? 2 : 4; }
+
+// Reads n bytes; false at end of file or on a read error (a directory, a device that fails).
+bool read_exactly(std::istream& in, void* dst, std::size_t n) {
+    in.read(static_cast<char*>(dst), std::streamsize(n));
+    return std::size_t(in.gcount()) == n;
+}
 
 std::uint32_t read_le(const unsigned char* p, int bytes) {
     std::uint32_t v = 0;
@@ -37,37 +47,47 @@ std::size_t value_of(const std::string& header, const std::string& key) {
     return std::string::npos;
 }
 
-Status parse_header(const std::string& header, const std::string& what, NpyType& type,
-                    std::vector<std::int64_t>& shape) {
-    auto bad = [&](const std::string& msg) { return Status::invalid(what, msg); };
+// A cast to a dtype the reader takes, for an array saved as `descr` (e.g. '>i8' -> '<i4').
+std::string cast_hint(const std::string& descr) {
+    const char kind = descr.size() >= 2 ? descr[1] : '?';
+    if (kind == 'f') return descr == ">f2" ? "arr.astype('<f2')" : "arr.astype('<f4')";
+    if (kind == 'i' || kind == 'u') return "arr.astype('<i4')";
+    return "";
+}
+
+// Errors are what the file "has" or "is": the caller puts its path in front.
+Status parse_header(const std::string& header, NpyType& type, std::vector<std::int64_t>& shape) {
+    auto bad = [](const std::string& msg) { return Status::invalid("", msg); };
     // descr: '<f4', '<f2', '<i4' (and '|' byte order marks only for one-byte types, none accepted)
     std::size_t d = value_of(header, "descr");
-    if (d == std::string::npos) return bad("the .npy header has no 'descr'");
+    if (d == std::string::npos) return bad("has no 'descr' in its .npy header");
     std::size_t q0 = header.find_first_of("'\"", d);
     std::size_t q1 = q0 == std::string::npos ? q0 : header.find(header[q0], q0 + 1);
-    if (q1 == std::string::npos) return bad("the .npy header's 'descr' is malformed");
+    if (q1 == std::string::npos) return bad("has a malformed 'descr' in its .npy header");
     const std::string descr = header.substr(q0 + 1, q1 - q0 - 1);
-    if (descr.size() >= 2 && descr[0] == '>')
-        return bad("is big-endian (" + descr + "); save it little-endian, e.g. arr.astype('<f4')");
     if (descr == "<f4")
         type = NpyType::float32;
     else if (descr == "<f2")
         type = NpyType::float16;
     else if (descr == "<i4")
         type = NpyType::int32;
-    else
-        return bad("has dtype '" + descr + "'; only float32 and float16 (int32 for cu_seqlens) are read");
+    else {
+        const std::string hint = cast_hint(descr);
+        return bad("has dtype '" + descr + "'" + (descr[0] == '>' ? " (big-endian)" : "") +
+                   "; only little-endian float32 and float16 (int32 for cu_seqlens) are read" +
+                   (hint.empty() ? "" : ": save " + hint));
+    }
 
     std::size_t f = value_of(header, "fortran_order");
-    if (f == std::string::npos) return bad("the .npy header has no 'fortran_order'");
+    if (f == std::string::npos) return bad("has no 'fortran_order' in its .npy header");
     const std::string order = trim(header.substr(f, 6));
     if (order.rfind("True", 0) == 0) return bad("is in Fortran order; save a C-order array (np.ascontiguousarray)");
-    if (order.rfind("False", 0) != 0) return bad("the .npy header's 'fortran_order' is malformed");
+    if (order.rfind("False", 0) != 0) return bad("has a malformed 'fortran_order' in its .npy header");
 
     std::size_t s = value_of(header, "shape");
     std::size_t open = s == std::string::npos ? s : header.find('(', s);
     std::size_t close = open == std::string::npos ? open : header.find(')', open);
-    if (close == std::string::npos) return bad("the .npy header's 'shape' is malformed");
+    if (close == std::string::npos) return bad("has a malformed 'shape' in its .npy header");
     const std::string dims = header.substr(open + 1, close - open - 1);
     shape.clear();
     std::size_t pos = 0;
@@ -79,7 +99,7 @@ Status parse_header(const std::string& header, const std::string& what, NpyType&
         if (item.empty()) continue;
         char* end = nullptr;
         const long long v = std::strtoll(item.c_str(), &end, 10);
-        if (*end != '\0' || v < 0 || v > kMaxElements) return bad("the .npy shape entry '" + item + "' is invalid");
+        if (*end != '\0' || v < 0 || v > kMaxElements) return bad("has an invalid shape entry '" + item + "'");
         shape.push_back(v);
     }
     return Status::success();
@@ -113,31 +133,46 @@ std::vector<std::int32_t> NpyArray::to_int32() const {
 }
 
 Status read_npy(const std::string& path, const std::string& what, NpyArray& out) {
+    auto bad = [&](const std::string& msg) { return Status::invalid(what, "'" + path + "' " + msg); };
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) return bad("is a directory, not a .npy file");
     std::ifstream in(path, std::ios::binary);
     if (!in) return Status::invalid(what, "cannot open '" + path + "'");
-    std::vector<unsigned char> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const std::string where = what + " (" + path + ")";
-    if (file.size() < 10 || std::memcmp(file.data(), kMagic, 6) != 0)
-        return Status::invalid(where, "is not a .npy file (no \\x93NUMPY magic)");
-    const int major = file[6];
-    if (major < 1 || major > 3) return Status::invalid(where, "has unknown .npy version " + std::to_string(major));
+    // Magic, version, header length, header: read piece by piece, so that a file that is no .npy
+    // (or a device that never ends) stops at its first bytes.
+    unsigned char preamble[12];
+    if (!read_exactly(in, preamble, 8) || std::memcmp(preamble, kMagic, 6) != 0)
+        return bad("is not a .npy file (no \\x93NUMPY magic)");
+    const int major = preamble[6];
+    if (major < 1 || major > 3) return bad("has unknown .npy version " + std::to_string(major));
     const int len_bytes = major == 1 ? 2 : 4;
-    if (file.size() < std::size_t(8 + len_bytes)) return Status::invalid(where, "is truncated");
-    const std::size_t header_len = read_le(&file[8], len_bytes);
-    const std::size_t data_start = 8 + std::size_t(len_bytes) + header_len;
-    if (file.size() < data_start) return Status::invalid(where, "is truncated (header)");
-    const std::string header(file.begin() + 8 + len_bytes, file.begin() + std::ptrdiff_t(data_start));
+    if (!read_exactly(in, preamble + 8, len_bytes)) return bad("is truncated (header length)");
+    const std::size_t header_len = read_le(preamble + 8, len_bytes);
+    if (header_len > kMaxHeaderBytes)
+        return bad("has a header of " + std::to_string(header_len) + " bytes (at most " +
+                   std::to_string(kMaxHeaderBytes) + " are read)");
+    std::string header(header_len, '\0');
+    if (!read_exactly(in, header.data(), header_len)) return bad("is truncated (header)");
 
     NpyArray a;
-    Status s = parse_header(header, where, a.type, a.shape);
-    if (!s.ok()) return s;
+    const Status s = parse_header(header, a.type, a.shape);
+    if (!s.ok()) return bad(s.message);
     __int128 bytes = element_size(a.type);
     for (std::int64_t d : a.shape) bytes *= d;
-    if (bytes > (__int128(1) << 40)) return Status::invalid(where, "is too large");
-    if (__int128(file.size() - data_start) != bytes)
-        return Status::invalid(where, "holds " + std::to_string(file.size() - data_start) +
-                                          " data bytes, its header says " + std::to_string(std::int64_t(bytes)));
-    a.bytes.assign(file.begin() + std::ptrdiff_t(data_start), file.end());
+    if (bytes > (__int128(1) << 40)) return bad("is too large");
+    // Exactly the bytes the header promises, in chunks: memory follows what the file holds.
+    const std::size_t want = std::size_t(bytes);
+    while (a.bytes.size() < want && in) {
+        const std::size_t at = a.bytes.size(), n = std::min(kReadChunk, want - at);
+        a.bytes.resize(at + n);
+        in.read(reinterpret_cast<char*>(a.bytes.data() + at), std::streamsize(n));
+        a.bytes.resize(at + std::size_t(in.gcount()));
+    }
+    if (in.bad()) return bad("could not be read");
+    if (a.bytes.size() < want)
+        return bad("holds " + std::to_string(a.bytes.size()) + " data bytes, its header says " + std::to_string(want));
+    if (in.peek() != std::ifstream::traits_type::eof())
+        return bad("holds more than the " + std::to_string(want) + " data bytes its header says");
     out = std::move(a);
     return Status::success();
 }
@@ -150,8 +185,9 @@ Status write_npy(const std::string& path, const std::vector<std::int64_t>& shape
     // Version 1.0: magic, version, 2-byte length, header padded with spaces to a multiple of 64, '\n'.
     const std::size_t unpadded = 10 + header.size() + 1;
     header += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
+    auto failed = [&] { return Status::invalid("", "cannot write '" + path + "': " + std::strerror(errno)); };
     std::ofstream out(path, std::ios::binary);
-    if (!out) return Status::invalid(path, "cannot be written");
+    if (!out) return failed();
     out.write(kMagic, 6);
     const unsigned char preamble[4] = {1, 0, (unsigned char)(header.size() & 0xff),
                                        (unsigned char)(header.size() >> 8)};
@@ -164,8 +200,9 @@ Status write_npy(const std::string& path, const std::vector<std::int64_t>& shape
                                      (unsigned char)(u >> 24)};
         out.write(reinterpret_cast<const char*>(le), 4);
     }
-    if (!out) return Status::invalid(path, "could not be written completely");
-    return Status::success();
+    // Small files reach the disk only at close: its result counts.
+    out.close();
+    return out.fail() ? failed() : Status::success();
 }
 
 }  // namespace ccattn::cli

@@ -27,7 +27,8 @@ struct NpyArray {
 // Reads `path`; errors name `what` (the option the file came from).
 Status read_npy(const std::string& path, const std::string& what, NpyArray& out);
 
-// Writes a float32 array of the given shape.
+// Writes a float32 array of the given shape; checked after the file is closed. Errors carry no
+// argument name (the caller knows which option the path came from).
 Status write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const std::vector<float>& data);
 
 }  // namespace ccattn::cli

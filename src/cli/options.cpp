@@ -2,10 +2,22 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cfloat>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 
 namespace ccattn::cli {
+
+bool parse_int64(const std::string& text, std::int64_t& out) {
+    if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return false;  // strtoll skips spaces
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(text.c_str(), &end, 10);
+    if (*end != '\0' || errno == ERANGE) return false;
+    out = v;
+    return true;
+}
 
 Options::Options(std::vector<OptionSpec> specs) : specs_(std::move(specs)) {}
 
@@ -53,12 +65,11 @@ Status Options::integer(const std::string& name, std::int64_t min, std::int64_t 
     auto it = values_.find(name);
     if (it == values_.end()) return Status::success();
     const std::string& s = it->second;
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0' || errno == ERANGE)
+    const std::size_t sign = !s.empty() && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    if (s.size() == sign || s.find_first_not_of("0123456789", sign) != std::string::npos)
         return Status::invalid("--" + name, "expected an integer, got '" + s + "'");
-    if (v < min || v > max)
+    std::int64_t v = 0;  // digits that overflow int64 are out of range too
+    if (!parse_int64(s, v) || v < min || v > max)
         return Status::invalid("--" + name,
                                "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + s);
     out = v;
@@ -72,15 +83,19 @@ Status Options::integer(const std::string& name, int min, int max, int& out) con
     return s;
 }
 
-Status Options::real(const std::string& name, double& out) const {
+Status Options::real(const std::string& name, float& out) const {
     auto it = values_.find(name);
     if (it == values_.end()) return Status::success();
     const std::string& s = it->second;
     char* end = nullptr;
+    errno = 0;
     const double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || *end != '\0' || !std::isfinite(v))
+    const bool overflow = std::isfinite(v) ? std::fabs(v) > FLT_MAX : errno == ERANGE;  // "1e400" sets ERANGE, "inf" not
+    if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) || *end != '\0' ||
+        (!overflow && !std::isfinite(v)))
         return Status::invalid("--" + name, "expected a finite number, got '" + s + "'");
-    out = v;
+    if (overflow) return Status::invalid("--" + name, s + " overflows float (largest magnitude about 3.4e38)");
+    out = float(v);
     return Status::success();
 }
 

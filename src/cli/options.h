@@ -17,6 +17,9 @@ struct OptionSpec {
     std::string help;
 };
 
+// A whole decimal integer (optional sign, nothing after it) that fits int64; false otherwise.
+bool parse_int64(const std::string& text, std::int64_t& out);
+
 class Options {
 public:
     explicit Options(std::vector<OptionSpec> specs);
@@ -32,7 +35,8 @@ public:
     // Each leaves `out` unchanged when the option is absent.
     Status integer(const std::string& name, std::int64_t min, std::int64_t max, std::int64_t& out) const;
     Status integer(const std::string& name, int min, int max, int& out) const;
-    Status real(const std::string& name, double& out) const;
+    // A finite value that float represents (the library's scale is a float).
+    Status real(const std::string& name, float& out) const;
     // One of `choices`, returned as its index.
     Status choice(const std::string& name, const std::vector<std::string>& choices, int& out) const;
 

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "cpu/gemm.h"
 #include "cpu/plan.h"
+#include "cpu/scratch.h"
 #include "cpu/simd.h"
 #include "cpu/tile_io.h"
 
@@ -208,9 +209,11 @@ private:
 
 Status backward(const core::AttnParams& p) {
     try {
-        const std::vector<float> d = row_dot_dout_out(p);
-        run_key_major(p, [&] { return KeyGradEngine(p, d); });
-        run_query_major(p, [&] { return QueryGradEngine(p, d); });
+        compute_all_or_nothing(p, true, [](const core::AttnParams& q) {
+            const std::vector<float> d = row_dot_dout_out(q);
+            run_key_major(q, [&] { return KeyGradEngine(q, d); });
+            run_query_major(q, [&] { return QueryGradEngine(q, d); });
+        });
     } catch (const std::exception& e) {
         return {Code::internal, "", std::string("cpu backward: ") + e.what()};
     } catch (...) {

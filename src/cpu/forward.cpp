@@ -9,6 +9,7 @@
 #include "api/backends.h"
 #include "cpu/gemm.h"
 #include "cpu/plan.h"
+#include "cpu/scratch.h"
 #include "cpu/simd.h"
 #include "cpu/tile_io.h"
 
@@ -16,6 +17,7 @@ namespace ccattn::cpu {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kLn2 = 0.6931471805599453f;
 
 class ForwardEngine {
@@ -37,6 +39,7 @@ public:
         std::fill(o_.begin(), o_.end(), 0.f);
         std::fill(m_, m_ + kTileM, kNegInf);
         std::fill(l_, l_ + kTileM, 0.f);
+        std::fill(seen_, seen_ + kTileM, false);
     }
 
     void visit(const KeyBlock& kb, TileMask mask) {
@@ -44,22 +47,30 @@ public:
         load_key_rows(*p_, {p_->v, p_->v_strides, p_->dim_v}, kb, v_.data(), dv_);
         // S^T = K Q^T, (kTileN, kTileM); rows past kb.count are left to the mask.
         matmul(st_.data(), kTileM, k_.data(), dqk_, false, qt_.data(), kTileM, kb.count, kTileM, dqk_, false);
-        scale_and_mask(st_.data(), ScoreLayout::by_key, p_->scale_log2, qb_, kb, mask, predicate_);
+        scale_and_mask(st_.data(), ScoreLayout::by_key, p_->scale_log2, qb_, kb, mask, predicate_, seen_);
         softmax_update(kb.count);
         // O += P V = (P^T)^T V, (rows, dv_).
         matmul(o_.data(), dv_, st_.data(), kTileM, true, v_.data(), dv_, qb_.rows, dv_, kb.count, true);
     }
 
+    // Per row (docs/decisions.md, non-finite inputs): empty by the mask: out 0, lse -inf; a NaN or
+    // +inf score (the sum is NaN), or only -inf scores (the sum is 0): out NaN, lse NaN.
     void finish() {
         const bool bf16 = p_->dtype == DType::bf16;
         for (int r = 0; r < qb_.rows; ++r) {
             const std::int64_t i = qb_.i[r];
             const int h = qb_.h[r];
             auto* out = static_cast<std::uint16_t*>(p_->out) + core::offset(p_->out_strides, qb_.b, qb_.seq.row_q, i, h);
-            store_row(o_.data() + r * dv_, l_[r] > 0.f ? 1.f / l_[r] : 0.f, p_->dim_v, bf16, out);
-            if (p_->lse)
-                p_->lse[core::lse_offset(*p_, qb_.b, qb_.seq.row_q, i, h)] =
-                    l_[r] > 0.f ? (m_[r] + std::log2(l_[r])) * kLn2 : kNegInf;
+            const bool normal = l_[r] > 0.f;
+            float lse = kNegInf, mul = 0.f;
+            if (normal) {
+                lse = (m_[r] + std::log2(l_[r])) * kLn2;
+                mul = 1.f / l_[r];
+            } else if (seen_[r]) {
+                lse = mul = kNaN;
+            }
+            store_row(o_.data() + r * dv_, mul, p_->dim_v, bf16, out);
+            if (p_->lse) p_->lse[core::lse_offset(*p_, qb_.b, qb_.seq.row_q, i, h)] = lse;
         }
     }
 
@@ -105,13 +116,16 @@ private:
     std::vector<float> o_;   // [kTileM][dv_]: unnormalized output
     float m_[kTileM] = {};   // running maximum per row (log2 units)
     float l_[kTileM] = {};   // running sum of exp2(s - m) per row
+    bool seen_[kTileM] = {};  // the row has a visible key (it is not empty by the mask)
 };
 
 }  // namespace
 
 Status forward(const core::AttnParams& p) {
     try {
-        run_query_major(p, [&p] { return ForwardEngine(p); });
+        compute_all_or_nothing(p, false, [](const core::AttnParams& q) {
+            run_query_major(q, [&q] { return ForwardEngine(q); });
+        });
     } catch (const std::exception& e) {
         return {Code::internal, "", std::string("cpu forward: ") + e.what()};
     } catch (...) {

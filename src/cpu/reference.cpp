@@ -1,5 +1,6 @@
 #include "cpu/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -98,12 +99,22 @@ Reference reference_forward(const core::AttnParams& p) {
         const double* qi = &q[std::size_t((row * hq + h) * dqk)];
         std::vector<double> s(std::size_t(seq.seqlen_k), -std::numeric_limits<double>::infinity());
         double mx = -std::numeric_limits<double>::infinity();
+        bool seen = false, undefined = false;  // a visible key; a NaN or +inf score
         for (std::int64_t j = 0; j < seq.seqlen_k; ++j) {
             if (!reference_visible(p, b, h, i, j)) continue;
             s[j] = double(p.scale) * dot(qi, &k[std::size_t(((krow0 + j) * hkv + hk) * dqk)], dqk);
+            seen = true;
+            undefined = undefined || std::isnan(s[j]) || s[j] == std::numeric_limits<double>::infinity();
             mx = std::max(mx, s[j]);
         }
-        if (mx == -std::numeric_limits<double>::infinity()) return;  // empty row: out 0, lse -inf
+        if (!seen) return;  // empty row: out 0, lse -inf
+        // Non-finite scores (docs/decisions.md): NaN or +inf, or nothing above -inf: out NaN, lse NaN.
+        if (undefined || mx == -std::numeric_limits<double>::infinity()) {
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            std::fill_n(&r.out[std::size_t((row * hq + h) * dv)], dv, nan);
+            r.lse[std::size_t(row * hq + h)] = nan;
+            return;
+        }
         double sum = 0;
         for (double& x : s) sum += (x = std::exp(x - mx));
         double* o = &r.out[std::size_t((row * hq + h) * dv)];

@@ -25,7 +25,7 @@ void visible_columns(const QueryBlock& qb, const KeyBlock& kb, TileMask mask, st
 }
 
 void mask_predicate(float* S, ScoreLayout layout, float scale, const QueryBlock& qb, const KeyBlock& kb,
-                    const MaskModFn& predicate) {
+                    const MaskModFn& predicate, bool* seen) {
     const int rows = layout == ScoreLayout::by_query ? qb.rows : kTileM;
     const int keys = layout == ScoreLayout::by_query ? kTileN : kb.count;
     for (int r = 0; r < rows; ++r)
@@ -33,16 +33,19 @@ void mask_predicate(float* S, ScoreLayout layout, float scale, const QueryBlock&
             float& s = layout == ScoreLayout::by_query ? S[r * kTileN + j] : S[j * kTileM + r];
             const bool keep = r < qb.rows && j < kb.count && predicate(qb.b, qb.h[r], qb.i[r], kb.n0 + j);
             s = keep ? s * scale : kNegInf;
+            if (keep && seen) seen[r] = true;
         }
 }
 
 }  // namespace
 
 void scale_and_mask(float* S, ScoreLayout layout, float scale, const QueryBlock& qb, const KeyBlock& kb,
-                    TileMask mask, const MaskModFn* predicate) {
-    if (mask == TileMask::predicate) return mask_predicate(S, layout, scale, qb, kb, *predicate);
+                    TileMask mask, const MaskModFn* predicate, bool* seen) {
+    if (mask == TileMask::predicate) return mask_predicate(S, layout, scale, qb, kb, *predicate, seen);
     std::int32_t begin[kTileM], end[kTileM];
     visible_columns(qb, kb, mask, begin, end);
+    if (seen)
+        for (int r = 0; r < qb.rows; ++r) seen[r] = seen[r] || begin[r] < end[r];
     if (layout == ScoreLayout::by_query) {
         for (int r = 0; r < qb.rows; ++r) {
             float* s = S + r * kTileN;

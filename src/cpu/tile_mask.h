@@ -18,7 +18,9 @@ enum class ScoreLayout { by_query, by_key };
 // Score (r, j) becomes scale * score where key n0 + j is visible to row r, -inf elsewhere. By
 // query rows the padding keys (j >= count) become -inf too; by key rows only the count key rows
 // are touched (the query-major passes read no further), padding query rows included.
+// seen (kTileM flags, optional): set for each row with a visible key here. A masked score and a
+// score of -inf look alike, and the forward must tell an empty row from one whose scores are -inf.
 void scale_and_mask(float* S, ScoreLayout layout, float scale, const QueryBlock& qb, const KeyBlock& kb,
-                    TileMask mask, const MaskModFn* predicate);
+                    TileMask mask, const MaskModFn* predicate, bool* seen = nullptr);
 
 }  // namespace ccattn::cpu

@@ -145,6 +145,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
         hi[r] = rows.valid(row) ? int(band.hi(rows.query(row))) : 0;
     }
 
+    // Rows with a visible key, which the softmax cannot tell from masked scores: a row the mask
+    // leaves empty keeps out 0, lse -inf; one whose visible scores are all -inf gets NaN. A band
+    // row is empty iff lo >= hi (mask_mod is the band per element); block-sparse rows learn it per tile.
+    bool seen[kRows];
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) seen[r] = p.mask_kind != MaskKind::block_sparse && lo[r] < hi[r];
+
     OnlineSoftmax<kRows> softmax;
     softmax.reset();
     clear(acc_o);
@@ -178,9 +185,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
                 const QTileRows cta = QTileRows::of_cta(p, kM);
                 const ElementBand visible(cta.band(p));
                 mask_elements(s, coord, [&](int r, int col) {
-                    return visible(cta.query32(get<0>(coord(r, 0))), std::int64_t(n0) + col);
+                    const bool v = visible(cta.query32(get<0>(coord(r, 0))), std::int64_t(n0) + col);
+                    seen[r] = seen[r] || v;
+                    return v;
                 });
             }
+        } else {
+            CUTE_UNROLL
+            for (int r = 0; r < kRows; ++r) seen[r] = true;  // a full tile: every key visible
         }
 
         cp_async_wait<0>();
@@ -210,7 +222,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
     const QTileRows out_rows = QTileRows::of_cta(p, kM);
     float lse[kRows];
     auto o = rowcol(acc_o);
-    softmax.finalize(o, lse);
+    softmax.finalize(o, lse, seen);
     Tensor rO = convert_fragment<Element>(acc_o);
     auto copy_o = make_tiled_copy_C(AccumStoreCopy<Element>{}, mma);
     auto thr_copy_o = copy_o.get_thread_slice(tid);

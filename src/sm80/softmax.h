@@ -52,17 +52,20 @@ struct OnlineSoftmax {
         }
     }
 
-    // Divides o by the row sums and returns each row's natural-log sum-exp in lse[r]: -inf (and o = 0)
-    // for a row that saw no visible key.
+    // Divides o by the row sums and returns each row's natural-log sum-exp in lse[r]. seen[r]: this
+    // thread found a visible key in row r (the quad's flags are combined here). A row with none is
+    // empty: lse -inf, o = 0. A row with one whose sum is NaN (a NaN or +inf score) or 0 (only -inf
+    // scores) gets lse NaN and o NaN (docs/decisions.md, non-finite inputs).
     template <class O>
-    __device__ __forceinline__ void finalize(O& o, float (&lse)[kRows]) {
+    __device__ __forceinline__ void finalize(O& o, float (&lse)[kRows], const bool (&seen)[kRows]) {
         constexpr float kLn2 = 0.6931471805599453f;
         CUTE_UNROLL
         for (int r = 0; r < kRows; ++r) {
             const float sum = quad_sum(row_sum[r]);
-            const bool empty = !(sum > 0.f);  // also NaN
-            const float inv = empty ? 1.f : 1.f / sum;
-            lse[r] = empty ? -INFINITY : (row_max[r] + log2f(sum)) * kLn2;
+            const bool empty = quad_max(seen[r] ? 1.f : 0.f) == 0.f;
+            const bool normal = sum > 0.f;  // false for 0 and NaN
+            const float inv = normal ? 1.f / sum : (empty ? 1.f : NAN);
+            lse[r] = normal ? (row_max[r] + log2f(sum)) * kLn2 : (empty ? -INFINITY : NAN);
             CUTE_UNROLL
             for (int c = 0; c < size<1>(o); ++c) o(r, c) *= inv;
         }

@@ -116,6 +116,49 @@ TEST(ApiEdgeCases, EmptyVarlenSequences) {
     }
 }
 
+// Unchecked device cu_seqlens are never read on the host: validation takes the caller's bounds
+// (capped at the row counts) as the longest sequences. Here the "device" offsets point at memory the
+// host must not touch.
+TEST(ApiEdgeCases, UncheckedDeviceCuSeqlensAreNotRead) {
+    Dims d;
+    d.cu_q = {0, 4, 10};
+    d.cu_k = {0, 9, 14};
+    Problem p(d);
+    ForwardArgs a = p.forward_args();
+    for (Tensor* t : {&a.q, &a.k, &a.v, &a.out, &a.lse, &a.cu_seqlens_q, &a.cu_seqlens_k}) t->device = Device::cuda;
+    a.cu_seqlens_q.data = a.cu_seqlens_k.data = reinterpret_cast<void*>(std::uintptr_t(64));
+    a.varlen.check_cu_seqlens = false;
+    a.varlen.max_seqlen_q = 6;
+    a.varlen.max_seqlen_k = 100;
+    core::AttnParams params;
+    const Status s = api::fill_forward_params(a, {}, params);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    EXPECT_EQ(params.seqlen_q, 6);
+    EXPECT_EQ(params.seqlen_k, 14);  // no sequence is longer than all keys
+    // Through the public call (no device here) the same arguments copy nothing and reach the backend.
+    if (!ccattn::cuda_available()) {
+        a.backend = Backend::automatic;
+        EXPECT_EQ(int(ccattn::forward(a).code), int(Code::backend_unavailable));
+    }
+}
+
+// Given bounds on checked cu_seqlens: accepted when they hold, the longest sequences are used.
+TEST(ApiEdgeCases, MaxSeqlenBoundsOnCheckedCuSeqlens) {
+    Dims d;
+    d.cu_q = {0, 4, 10};
+    d.cu_k = {0, 9, 14};
+    Problem p(d);
+    ForwardArgs a = p.forward_args();
+    a.varlen.max_seqlen_q = 60;
+    a.varlen.max_seqlen_k = 9;
+    core::AttnParams params;
+    ASSERT_TRUE(api::fill_forward_params(a, {}, params).ok());
+    EXPECT_EQ(params.seqlen_q, 6);
+    EXPECT_EQ(params.seqlen_k, 9);
+    a.varlen.check_cu_seqlens = false;  // host offsets are checked all the same
+    ASSERT_TRUE(ccattn::forward(a).ok());
+}
+
 // Tile indices are checked against the longest sequence, so a list may name a kv tile past a
 // shorter sequence's end, even as a full tile: only that sequence's keys may be read.
 TEST(ApiEdgeCases, BlockSparseTilesPastAShortSequence) {

@@ -145,6 +145,23 @@ std::vector<BadForward> bad_forward_cases() {
          "mask.window_left"},
         {"diag_offset_beyond_2_62", false, [](F&, A& a) { a.mask = Mask::band(true, 1, std::int64_t(1) << 62); },
          kInvalid, "mask.diag_offset"},
+        {"diag_offset_below_minus_2_62", false,
+         [](F&, A& a) { a.mask = Mask::band(true, 1, -(std::int64_t(1) << 62)); }, kInvalid, "mask.diag_offset"},
+        {"compress_factor_2_31", false, [](F&, A& a) { a.mask = Mask::band(true, std::int64_t(1) << 31); }, kInvalid,
+         "mask.compress_factor"},
+        {"window_2_31", false, [](F&, A& a) { a.mask = Mask::band(true, 4, 0, std::int64_t(1) << 31); }, kInvalid,
+         "mask.window_left"},
+        // issue 14: lo = floor((i + delta) / cf) - window overflowed, and every row came out empty
+        {"window_int64_max", false,
+         [](F&, A& a) { a.mask = Mask::band(false, 1, -(std::int64_t(1) << 61), INT64_MAX); }, kInvalid,
+         "mask.window_left"},
+        {"window_2_31_in_mask_mod", false,
+         [](F&, A& a) {
+             a.mask = Mask::band(true, 2, 0, std::int64_t(1) << 40);
+             a.mask.kind = MaskKind::mask_mod;
+             a.mask.mask_mod = [](int, int, std::int64_t, std::int64_t) { return true; };
+         },
+         kInvalid, "mask.window_left"},
         {"mask_mod_empty", false, [](F&, A& a) { a.mask.kind = MaskKind::mask_mod; }, kInvalid, "mask.mask_mod"},
         {"custom_band_without_hi", false,
          [](F&, A& a) {
@@ -229,6 +246,25 @@ std::vector<BadForward> bad_forward_cases() {
         {"only_cu_seqlens_q", true, [](F&, A& a) { a.cu_seqlens_k = Tensor{}; }, kInvalid, "cu_seqlens_k"},
         {"only_cu_seqlens_k", true, [](F&, A& a) { a.cu_seqlens_q = Tensor{}; }, kInvalid, "cu_seqlens_q"},
         {"varlen_q_rank4", true, [](F&, A& a) { set_shape(a.q, {1, 10, 4, 16}); }, kInvalid, "q"},
+        // unchecked cu_seqlens: host ones are still checked, device ones need the bounds
+        {"unchecked_host_cu_seqlens_not_monotone", true,
+         [](F& f, A& a) {
+             a.varlen.check_cu_seqlens = false;
+             a.varlen.max_seqlen_q = a.varlen.max_seqlen_k = 10;
+             a.cu_seqlens_q = cu_tensor(f, {0, 11, 10});
+         },
+         kInvalid, "cu_seqlens_q"},
+        {"max_seqlen_q_below_the_longest", true, [](F&, A& a) { a.varlen.max_seqlen_q = 5; }, kInvalid,
+         "max_seqlen_q"},
+        {"max_seqlen_k_negative", true, [](F&, A& a) { a.varlen.max_seqlen_k = -1; }, kInvalid, "max_seqlen_k"},
+        {"unchecked_device_cu_seqlens_without_max_seqlen", true,
+         [](F&, A& a) {
+             for (Tensor* t : {&a.q, &a.k, &a.v, &a.out, &a.lse, &a.cu_seqlens_q, &a.cu_seqlens_k})
+                 t->device = Device::cuda;
+             a.varlen.check_cu_seqlens = false;
+             a.varlen.max_seqlen_k = 9;
+         },
+         kInvalid, "max_seqlen_q"},
         {"varlen_lse_rank3", true, [](F&, A& a) { set_shape(a.lse, {1, 4, 10}); }, kInvalid, "lse"},
         {"varlen_k_rows_differ_from_v", true, [](F&, A& a) { set_shape(a.v, {13, 2, 8}); }, kInvalid, "v"},
         // block-sparse lists

@@ -84,8 +84,9 @@ protected:
 
     Result ccattn(const std::string& args) {
         const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-        const std::string cmd =
-            std::string(CCATTN_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string();
+        // A call that hangs (an endless input) fails the test instead of stalling the suite.
+        const std::string cmd = "timeout 120 " + std::string(CCATTN_CLI_PATH) + " " + args + " > " + out.string() +
+                                " 2> " + err.string();
         const int status = std::system(cmd.c_str());
         Result r;
         r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -228,6 +229,7 @@ TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
     const std::vector<double> wide(80, 1.0);
     write_npy(path("q64.npy"), "<f8", qs, wide.data(), 8 * wide.size());
     write_i32(path("cq.npy"), {0, 3, 2});
+    write_i32(path("empty.npy"), {});
     {
         std::ofstream junk(path("junk.npy"));
         junk << "not a numpy file";
@@ -237,11 +239,15 @@ TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
         std::string args, message;
     };
     const Bad cases[] = {
-        {"--q " + path("q.npy") + " --k " + path("k4.npy") + kv, "argument 'k'"},
+        {"--q " + path("q.npy") + " --k " + path("k4.npy") + kv, "argument '--k'"},
         {"--q " + path("q64.npy") + " --k " + path("k.npy") + kv, "'<f8'"},
         {"--q " + path("junk.npy") + " --k " + path("k.npy") + kv, "not a .npy file"},
         {"--q " + path("missing.npy") + " --k " + path("k.npy") + kv, "cannot open"},
-        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy"), "cu_seqlens"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy"),
+         "argument '--cu-seqlens-k'"},
+        {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("empty.npy") +
+             " --cu-seqlens-k " + path("empty.npy"),
+         "argument '--cu-seqlens-q'"},
         {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --window-left -1", "--window-left"},
         {"--q " + path("q.npy") + " --k " + path("k.npy") + kv + " --dtype fp8", "--dtype"},
         {"--q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy"), "--out-dir"},
@@ -253,6 +259,135 @@ TEST_F(Cli, RunRejectsBadInputWithoutWriting) {
         EXPECT_NE(r.err.find(c.message), std::string::npos) << "stderr: " << r.err;
         EXPECT_FALSE(fs::exists(path("out/out.npy"))) << c.args;
     }
+}
+
+// Paths that are no .npy file fail at once, naming the option: a directory (was an uncaught
+// exception), endless devices (were read whole before the magic was checked), headers that promise
+// more or less than the file holds, or an absurd header length.
+TEST_F(Cli, RunRejectsInputsThatAreNoNpyFile) {
+    std::mt19937_64 rng(1);
+    const Shape ks = {1, 6, 2, 8};
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    fs::create_directories(path("adir"));
+    const std::vector<float> few(4, 1.f);
+    write_npy(path("short.npy"), "<f4", {1 << 20, 1 << 10, 4, 64}, few.data(), 16);
+    write_npy(path("long.npy"), "<f4", {1, 1, 1, 2}, few.data(), 16);
+    {
+        std::ofstream f(path("header.npy"), std::ios::binary);
+        f.write("\x93NUMPY\x02\x00\xf0\xff\xff\xff{'descr'", 18);
+    }
+    struct Bad {
+        std::string q, message;
+    };
+    const Bad cases[] = {
+        {path("adir"), "is a directory"},
+        {"/dev/urandom", "not a .npy file"},
+        {"/dev/zero", "not a .npy file"},
+        {path("short.npy"), "holds 16 data bytes"},
+        {path("long.npy"), "holds more than the 8 data bytes"},
+        {path("header.npy"), "header of 4294967280 bytes"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn("run --q " + c.q + " --k " + path("k.npy") + " --v " + path("k.npy") + " --out-dir " +
+                                path("out"));
+        EXPECT_EQ(r.code, 2) << c.q << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("'--q'"), std::string::npos) << "stderr: " << r.err;
+        EXPECT_NE(r.err.find(c.message), std::string::npos) << "stderr: " << r.err;
+        EXPECT_FALSE(fs::exists(path("out"))) << c.q;
+    }
+}
+
+// A byte order or dtype the reader does not take: the hint names a dtype the option accepts.
+TEST_F(Cli, RunHintsAnAcceptedDtype) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    const std::vector<std::int64_t> wide(80, 0);
+    write_npy(path("q_be.npy"), ">f4", qs, wide.data(), 4 * 80);
+    write_npy(path("q_be16.npy"), ">f2", qs, wide.data(), 2 * 80);
+    write_npy(path("q_f8.npy"), ">f8", qs, wide.data(), 8 * 80);
+    write_npy(path("cq_be.npy"), ">i4", {3}, wide.data(), 12);
+    write_npy(path("cq_i8.npy"), "<i8", {3}, wide.data(), 24);
+    const std::string kv = " --k " + path("k.npy") + " --v " + path("k.npy") + " --out-dir " + path("out");
+    struct Bad {
+        std::string args, option, hint;
+    };
+    const Bad cases[] = {
+        {"--q " + path("q_be.npy") + kv, "--q", "astype('<f4')"},
+        {"--q " + path("q_be16.npy") + kv, "--q", "astype('<f2')"},
+        {"--q " + path("q_f8.npy") + kv, "--q", "astype('<f4')"},
+        {"--q " + path("q.npy") + kv + " --cu-seqlens-q " + path("cq_be.npy"), "--cu-seqlens-q", "astype('<i4')"},
+        {"--q " + path("q.npy") + kv + " --cu-seqlens-q " + path("cq_i8.npy"), "--cu-seqlens-q", "astype('<i4')"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn("run " + c.args);
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("'" + c.option + "'"), std::string::npos) << "stderr: " << r.err;
+        EXPECT_NE(r.err.find(c.hint), std::string::npos) << "stderr: " << r.err;
+    }
+}
+
+// Outputs are all written or none: a write that fails (here past a file size limit, the way a full
+// disk fails at flush) or an output path that is a directory leaves no new file behind and names
+// --out-dir; outputs of an earlier run stay as they were.
+TEST_F(Cli, RunWritesAllOutputsOrNone) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 64, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("do.npy"), qs, random_floats(numel(qs), rng));
+    const std::string args = "run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy");
+    auto new_files = [&](const std::string& dir) {
+        std::vector<std::string> names;
+        for (const auto& e : fs::directory_iterator(path(dir)))
+            if (!fs::is_directory(e.path())) names.push_back(e.path().filename().string());
+        return names;
+    };
+
+    // out.npy (4 KiB) is beyond a 1 KiB file size limit; the signal the limit raises is ignored, so
+    // the write fails with EFBIG.
+    fs::create_directories(path("limited"));
+    const std::string cli = std::string(CCATTN_CLI_PATH);
+    const std::string cmd = "bash -c \"trap '' XFSZ; ulimit -f 1; timeout 120 " + cli + " " + args + " --out-dir " +
+                            path("limited") + "\" > " + path("limited.txt") + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    const std::string text = slurp(path("limited.txt"));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << text;
+    EXPECT_NE(text.find("argument '--out-dir'"), std::string::npos) << text;
+    EXPECT_TRUE(new_files("limited").empty()) << text;
+
+    // lse.npy, or dv.npy with --dout, is a directory: nothing is written, an earlier out.npy stays.
+    for (const char* blocked : {"lse.npy", "dv.npy"}) {
+        fs::remove_all(path("out"));
+        fs::create_directories(path("out") + "/" + blocked);
+        {
+            std::ofstream earlier(path("out/out.npy"));
+            earlier << "earlier";
+        }
+        const Result r = ccattn(args + " --dout " + path("do.npy") + " --out-dir " + path("out"));
+        EXPECT_EQ(r.code, 2) << blocked << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("argument '--out-dir'"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find(blocked), std::string::npos) << r.err;
+        EXPECT_EQ(new_files("out"), std::vector<std::string>{"out.npy"}) << blocked;
+        EXPECT_EQ(slurp(path("out/out.npy")), "earlier");
+    }
+}
+
+// An output name that is a link (here to /dev/full) is replaced by the written file, which holds
+// what the run printed it wrote.
+TEST_F(Cli, RunReplacesALinkedOutput) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    fs::create_directories(path("out"));
+    fs::create_symlink("/dev/full", path("out/out.npy"));
+    const Result r = ccattn("run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy") +
+                            " --out-dir " + path("out"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(path("out/out.npy"))));
+    EXPECT_EQ(read_floats(path("out/out.npy"), qs).size(), std::size_t(numel(qs)));
 }
 
 TEST_F(Cli, CheckPassesAndExitsZero) {
@@ -272,10 +407,78 @@ TEST_F(Cli, CheckPassesAndExitsZero) {
 TEST_F(Cli, CheckRejectsBadOptions) {
     const Result heads = ccattn("check --heads-q 4 --heads-kv 3");
     EXPECT_EQ(heads.code, 2);
-    EXPECT_NE(heads.err.find("argument 'k'"), std::string::npos) << heads.err;
+    EXPECT_NE(heads.err.find("argument '--heads-kv'"), std::string::npos) << heads.err;
     const Result value = ccattn("check --seqlen-q many");
     EXPECT_EQ(value.code, 2);
     EXPECT_NE(value.err.find("--seqlen-q"), std::string::npos) << value.err;
+}
+
+// Numbers out of their range or malformed are rejected by option name, never by an exception
+// (--documents used to abort on std::stoll's out_of_range and to drop a third ':' field).
+TEST_F(Cli, NumbersAreCheckedByOptionName) {
+    const std::string small = "--seqlen-q 8 --heads-q 1 --heads-kv 1 --dim-qk 8 --dim-v 8 ";
+    struct Bad {
+        std::string args, option, message;
+    };
+    const Bad cases[] = {
+        {"check --backend cpu --documents 99999999999999999999:1", "--documents", "is above 2147483647"},
+        {"bench --backend cpu --documents 1:99999999999999999999", "--documents", "is above 2147483647"},
+        {"check --backend cpu --documents 4:2:3,5:9:9", "--documents", "expected SQ:SK"},
+        {"check --backend cpu --documents 4:-2", "--documents", "expected SQ:SK"},
+        {"check --backend cpu --documents 4:2,", "--documents", "expected SQ:SK"},
+        {"check --backend cpu --documents 2147483647:1,1:1", "--documents", "total length"},
+        {"check --backend cpu --seqlen-k 99999999999999999999", "--seqlen-k", "must be in [0, 2147483647]"},
+        {"check --backend cpu --seed -1", "--seed", "must be in [0, "},
+        {"check --backend cpu --seed 1e3", "--seed", "expected an integer"},
+        {"check --backend cpu --scale 1e40", "--scale", "overflows float"},
+        {"check --backend cpu --scale -1e39", "--scale", "overflows float"},
+        {"check --backend cpu --scale 1e400", "--scale", "overflows float"},
+        {"check --backend cpu --scale nan", "--scale", "expected a finite number"},
+        {"check --backend cpu --scale inf", "--scale", "expected a finite number"},
+        {"bench --backend cpu --iters 0", "--iters", "must be in [1, 100000]"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn(c.args.substr(0, 6) + small + c.args.substr(6));
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("argument '" + c.option + "'"), std::string::npos) << c.args << "\nstderr: " << r.err;
+        EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\nstderr: " << r.err;
+    }
+    const Result ok = ccattn("check " + small + "--backend cpu --documents 3:2,0:0,5:1 --scale 1e-3");
+    EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+}
+
+// The library's errors reach the CLI user under the option that set the argument.
+TEST_F(Cli, LibraryErrorsNameTheOption) {
+    std::mt19937_64 rng(1);
+    const Shape qs = {1, 5, 2, 8}, ks = {1, 6, 2, 8};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("k3.npy"), {1, 6, 3, 8}, random_floats(6 * 3 * 8, rng));
+    write_f32(path("do.npy"), {1, 5, 2, 4}, random_floats(40, rng));
+    write_f32(path("qv.npy"), {10, 2, 8}, random_floats(160, rng));
+    write_i32(path("cq.npy"), {0, 4, 10});
+    write_i32(path("ck.npy"), {0, 7, 6});
+    const std::string q = "run --q " + path("q.npy"), kv = " --v " + path("k.npy") + " --out-dir " + path("out");
+    struct Bad {
+        std::string args, option;
+    };
+    const Bad cases[] = {
+        {q + " --k " + path("k3.npy") + " --v " + path("k3.npy") + " --out-dir " + path("out"), "--k"},
+        {q + " --k " + path("k.npy") + kv + " --dout " + path("do.npy"), "--dout"},
+        {"run --q " + path("qv.npy") + " --k " + path("k.npy") + kv + " --cu-seqlens-q " + path("cq.npy") +
+             " --cu-seqlens-k " + path("ck.npy"),
+         "--k"},
+        {"run --q " + path("qv.npy") + " --k " + path("qv.npy") + " --v " + path("qv.npy") + " --out-dir " +
+             path("out") + " --cu-seqlens-q " + path("cq.npy") + " --cu-seqlens-k " + path("ck.npy"),
+         "--cu-seqlens-k"},
+        {"check --backend cpu --dim-qk 1024", "--seqlen-q/--heads-q/--dim-qk"},
+        {"bench --backend cpu --seqlen-q 8 --seqlen-k 8 --dim-v 600", "--dim-v"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn(c.args);
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("argument '" + c.option + "'"), std::string::npos) << c.args << "\nstderr: " << r.err;
+    }
 }
 
 TEST_F(Cli, BenchAppendsCsvRows) {
@@ -294,6 +497,14 @@ TEST_F(Cli, BenchAppendsCsvRows) {
     ASSERT_EQ(lines.size(), 5u);  // one header, forward and backward twice
     EXPECT_EQ(lines[0].rfind("date,case,direction", 0), 0u);
     EXPECT_NE(lines[4].find(",backward,cpu,block_sparse,bf16,"), std::string::npos) << lines[4];
+}
+
+// A CSV row that cannot be written (a full disk fails at close) is an error naming --csv.
+TEST_F(Cli, BenchReportsACsvWriteFailure) {
+    const Result r = ccattn("bench --seqlen-q 16 --seqlen-k 16 --heads-q 1 --heads-kv 1 --dim-qk 8 --dim-v 8 --iters 1 "
+                            "--warmup 0 --threads 1 --csv /dev/full");
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("argument '--csv'"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, HelpAndUnknownCommands) {

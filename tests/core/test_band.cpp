@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/literal_band.h"
 
 namespace ccattn::core {
@@ -272,6 +273,21 @@ TEST(CompressedBand, SixtyFourBitPositions) {
                     EXPECT_GT(hi, (i + delta) / cf - 1);  // no 32-bit truncation
                 }
             }
+}
+
+// The bands at the validation bounds: lo and hi equal the literal rule (which multiplies instead of
+// dividing) and nothing overflows (the UBSan run checks the arithmetic itself).
+TEST(CompressedBand, AtTheValidationBounds) {
+    for (const test::BoundBand& b : test::bands_at_validation_bounds())
+        for (std::int64_t sk : {0, 1, 113}) {
+            const CompressedBand band = make_band(sk, b.causal, b.cf, b.delta, b.window);
+            expect_same_visibility(band, LiteralBand{sk, b.causal, b.cf, b.delta, b.window}, 203);
+            // Rows far from 0 too: any position below 2^62 (the largest extent) keeps i + delta in int64.
+            for (std::int64_t i : {std::int64_t(1) << 31, (std::int64_t(1) << 62) - 1})
+                for (std::int64_t j : {std::int64_t(0), sk - 1})
+                    ASSERT_EQ(visible(band, i, j), (LiteralBand{sk, b.causal, b.cf, b.delta, b.window}.visible(i, j)))
+                        << "i=" << i << " j=" << j;
+        }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/literal_band.h"
 #include "core/schedule.h"
 
@@ -192,6 +193,30 @@ TEST_P(BuiltinBandSchedule, MatchesBruteForce) {
 }
 
 INSTANTIATE_TEST_SUITE_P(CompressFactor, BuiltinBandSchedule, ::testing::Values(1, 2, 3, 4, 8));
+
+// The bands at the validation bounds through the whole schedule (kv_tile_range overflowed on the
+// window's left edge when the window was unbounded).
+TEST(BoundBandSchedule, MatchesBruteForce) {
+    for (const test::BoundBand& b : test::bands_at_validation_bounds())
+        for (std::int64_t sq : {1, 203})
+            for (std::int64_t sk : {1, 113}) {
+                CompressedBand bb;
+                bb.seqlen_k = sk;
+                bb.compress_factor = b.cf;
+                bb.diag_offset = b.delta;
+                bb.causal = b.causal;
+                bb.window_left = b.window.value_or(kNoWindow);
+                const test::LiteralBand rule{sk, b.causal, b.cf, b.delta, b.window};
+                const VisibilityTable vis(sq, sk, [&](std::int64_t i, std::int64_t j) { return rule.visible(i, j); });
+                SCOPED_TRACE(::testing::Message() << "Sq=" << sq << " Sk=" << sk << " cf=" << b.cf << " delta=" << b.delta
+                                                  << " causal=" << b.causal << " window=" << b.window.value_or(-1));
+                ASSERT_EQ(visible_pairs(bb, sq), vis.count(0, sq, 0, sk));
+                for (const Tiling& t : {Tiling{1, 64, 64}, Tiling{3, 24, 5}, Tiling{4, 128, 128}}) {
+                    check_schedule(bb, vis, sq, sk, t, Guarantees{});
+                    if (HasFatalFailure()) return;
+                }
+            }
+}
 
 // ---------------------------------------------------------------------------------------------
 // User-defined bands: arbitrary monotone lo / hi arrays through the same templates.

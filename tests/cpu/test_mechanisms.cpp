@@ -7,6 +7,8 @@
 
 #include "ccattn/block_sparse.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
+#include "core/literal_band.h"
 #include "literal_rule.h"
 #include "problem.h"
 
@@ -126,14 +128,45 @@ Config varlen_config(std::vector<std::int32_t> lq, std::vector<std::int32_t> lk,
     return c;
 }
 
+// Gaps after every head, row and batch (and in lse): callable masks compute into dense scratch
+// first, which must land exactly in the views.
+Config strided(Config c, int batch = 1) {
+    c.strided = true;
+    c.batch = batch;
+    return c;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Cpu, Mechanisms,
     ::testing::Values(AgreeCase{"nsa_window_gqa2", make_config(203, 51, 4, 2, 64, DType::bf16, 41), {4, -3, 6}},
                       AgreeCase{"varlen_cf3_gqa3", varlen_config({70, 0, 131}, {24, 5, 44}, 3, 1, 32, DType::fp16, 42),
                                 {3, 0, std::nullopt}},
                       AgreeCase{"cf1_window_offset", make_config(100, 130, 2, 2, 48, DType::bf16, 43), {1, 30, 17}},
-                      AgreeCase{"empty_rows", make_config(150, 40, 2, 1, 32, DType::fp16, 44), {2, -70, std::nullopt}}),
+                      AgreeCase{"empty_rows", make_config(150, 40, 2, 1, 32, DType::fp16, 44), {2, -70, std::nullopt}},
+                      AgreeCase{"strided_gqa2", strided(make_config(130, 70, 4, 2, 32, DType::bf16, 46), 2), {2, -1, 9}},
+                      AgreeCase{"strided_varlen", strided(varlen_config({70, 0, 131}, {24, 5, 44}, 2, 1, 32, DType::fp16, 47)),
+                                {3, 0, std::nullopt}}),
     [](const ::testing::TestParamInfo<AgreeCase>& i) { return i.param.name; });
+
+// ---- the largest cf, window and offsets validation accepts ----
+
+// The native band (core's floor divisions, the tile schedule) gives the bits of the literal rule
+// (products, no division) evaluated per element, forward and backward.
+TEST(MechanismsAtTheBounds, NativeBandEqualsTheLiteralRule) {
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf=" << b.cf << " delta=" << b.delta << " causal=" << b.causal
+                                          << " window=" << b.window.value_or(-1));
+        Problem pr(make_config(203, 113, 4, 2, 32, DType::bf16, 45));
+        Mask literal;
+        literal.kind = MaskKind::mask_mod;
+        literal.mask_mod = [rule = LiteralBand{113, b.causal, b.cf, b.delta, b.window}](int, int, std::int64_t i,
+                                                                                     std::int64_t j) {
+            return rule.visible(i, j);
+        };
+        const Outputs want = run(pr, literal);
+        expect_same_bits(run(pr, Mask::band(b.causal, b.cf, b.delta, b.window)), want, "native band");
+    }
+}
 
 // ---- the conventions of docs/semantics.md as (cf, delta) equal their literal rule ----
 

@@ -27,10 +27,12 @@
 #include "api/validate.h"
 #include "ccattn/cuda_tiles.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/dtype.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
+#include "cuda/non_finite.h"
 #include "sm80/backward_chunks.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
@@ -672,6 +674,44 @@ TEST_P(CudaBackward, Compressed) {
 TEST_P(CudaBackward, NegativeDelta) {
     // NSA compression blocks of 32, stride 16 (j*16 + 31 <= i): rows 0..30 see nothing.
     check_backward(problem(400, 30, 2, 1), Mask::band(true, 16, -31));
+}
+
+// The largest cf, window and offsets validation accepts, through every mechanism.
+TEST_P(CudaBackward, BandsAtTheValidationBounds) {
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf " << b.cf << " delta " << b.delta << " causal " << b.causal
+                                          << " window " << b.window.value_or(-1));
+        check_backward(problem(203, 113), Mask::band(b.causal, b.cf, b.delta, b.window));
+    }
+}
+
+// The backward of rows made NaN by non-finite inputs (docs/decisions.md 13): NaN in their dq and in
+// the dk, dv of every key they see (other gradients of the tiles they share may be NaN too).
+TEST_P(CudaBackward, NonFiniteInputs) {
+    const Config& c = GetParam().config;
+    const Problem pr = non_finite_problem(c.dim_qk, c.dim_v, c.dtype);
+    const Mask band = non_finite_band();
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    plant(t, Planted::nan_and_inf);
+    cuda_forward(t, band, {});
+    for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse}) {
+        SCOPED_TRACE(mechanism_name(m));
+        poison_grads(t);
+        DeviceBlockSparse lists;
+        ASSERT_TRUE(run_ok(kernel_backward(t, mechanism_mask(band, m, pr, lists), {})));
+        for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) x->download();
+        // Rows 30 (head 1), 60 (head 0) and 100.. (both heads, they see key 40) are NaN; row 149
+        // sees keys 0..64.
+        EXPECT_TRUE(std::isnan(t.dq.get(at(t.dq, 30, 1, 0))));
+        EXPECT_TRUE(std::isnan(t.dq.get(at(t.dq, 60, 0, 0))));
+        for (std::int64_t i = 100; i < 150; ++i)
+            for (int h = 0; h < 2; ++h) EXPECT_TRUE(std::isnan(t.dq.get(at(t.dq, i, h, 0)))) << "dq row " << i;
+        for (std::int64_t j = 0; j < 65; ++j) {
+            EXPECT_TRUE(std::isnan(t.dk.get(at(t.dk, j, 0, 0)))) << "dk key " << j;
+            EXPECT_TRUE(std::isnan(t.dv.get(at(t.dv, j, 0, 0)))) << "dv key " << j;
+        }
+    }
 }
 
 TEST_P(CudaBackward, PositiveDelta) {

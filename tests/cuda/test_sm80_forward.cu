@@ -24,9 +24,11 @@
 #include "ccattn/block_sparse.h"
 #include "ccattn/cuda_tiles.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
+#include "cuda/non_finite.h"
 #include "sm80/copy.h"
 #include "sm80/fragment.h"
 #include "sm80/kernel_traits.h"
@@ -339,6 +341,36 @@ TEST_P(Sm80Forward, NsaBlocks) {
 
 TEST_P(Sm80Forward, Compressed64OddLengths) { check_forward(problem(4099, 65, 4, 1), Mask::band(true, 64)); }
 
+// The largest cf, window and offsets validation accepts, through every mechanism (the per-element
+// band multiplies keys by cf and by window + 1).
+TEST_P(Sm80Forward, BandsAtTheValidationBounds) {
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf " << b.cf << " delta " << b.delta << " causal " << b.causal
+                                          << " window " << b.window.value_or(-1));
+        check_forward(problem(203, 113), Mask::band(b.causal, b.cf, b.delta, b.window));
+    }
+}
+
+// Non-finite inputs (docs/decisions.md 13) through every mechanism: a NaN or +inf score, or only
+// -inf scores, make the row NaN; rows the mask leaves empty stay empty; a -inf score weighs 0.
+TEST_P(Sm80Forward, NonFiniteInputs) {
+    const Config& c = GetParam();
+    const Problem pr = non_finite_problem(c.dim_qk, c.dim_v, c.dtype);
+    const Mask band = non_finite_band();
+    for (Planted what : {Planted::nan_and_inf, Planted::only_minus_inf, Planted::minus_inf_scores})
+        for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse}) {
+            SCOPED_TRACE(std::string(planted_name(what)) + ", " + mechanism_name(m));
+            AttnTensors t = make_forward_tensors(pr);
+            plant(t, what);
+            const cpu::Reference ref = reference(t, band);
+            DeviceBlockSparse lists;
+            ASSERT_TRUE(run_ok(sm80_forward(t, mechanism_mask(band, m, pr, lists))));
+            t.out.download();
+            t.lse.download();
+            EXPECT_TRUE(follows_non_finite_rule(t.out, t.lse, ref, output_tolerance(pr.dtype)));
+        }
+}
+
 TEST_P(Sm80Forward, PositiveDelta) { check_forward(problem(203, 113), Mask::band(true, 4, 50)); }
 
 TEST_P(Sm80Forward, Windows) {
@@ -486,6 +518,93 @@ TEST(Sm80ForwardErrors, BlockSparseTilesMustMatchTheKernel) {
 
     std::int64_t tm = 0, tn = 0;
     EXPECT_EQ(cuda_block_sparse_tiles(96, 96, DType::bf16, tm, tn).code, Code::unsupported);
+}
+
+// Varlen with check_cu_seqlens = false (no host copy of cu_seqlens): the forward and backward are
+// captured in a CUDA graph, replayed, and give what the checked calls give.
+TEST(CudaDispatch, UncheckedCuSeqlensInACudaGraph) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.cu_seqlens_q = {0, 0, 113, 700, 701};
+    pr.cu_seqlens_k = {0, 50, 300, 300, 331};
+    pr.heads_q = 4;
+    pr.heads_kv = 2;
+    const Mask band = Mask::band(true, 4);
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    ASSERT_TRUE(run_ok(forward(forward_args(t, band, Device::cuda))));
+    ASSERT_TRUE(run_ok(backward(backward_args(t, band, Device::cuda))));
+    cuda_check(cudaDeviceSynchronize(), "checked calls");
+    for (TestTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv}) x->download();
+    const std::vector<unsigned char> out = t.out.host, lse = t.lse.host;
+    const std::vector<double> dq = dense(t.dq), dk = dense(t.dk), dv = dense(t.dv);
+
+    for (TestTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv}) {
+        x->poison();
+        x->upload();
+    }
+    cudaStream_t stream = nullptr;
+    cuda_check(cudaStreamCreate(&stream), "cudaStreamCreate");
+    ForwardArgs fa = forward_args(t, band, Device::cuda);
+    BackwardArgs ba = backward_args(t, band, Device::cuda);
+    for (VarlenChecks* v : {&fa.varlen, &ba.varlen}) {
+        v->check_cu_seqlens = false;
+        v->max_seqlen_q = 587;
+        v->max_seqlen_k = 250;
+    }
+    fa.stream = ba.stream = stream;
+    cudaGraph_t graph = nullptr;
+    cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+    const Status fs = forward(fa);
+    const Status bs = fs.ok() ? backward(ba) : fs;
+    cuda_check(cudaStreamEndCapture(stream, &graph), "end capture");
+    ASSERT_TRUE(run_ok(fs));
+    ASSERT_TRUE(run_ok(bs));
+    cudaGraphExec_t exec = nullptr;
+    cuda_check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    for (int replay = 0; replay < 2; ++replay) cuda_check(cudaGraphLaunch(exec, stream), "launch");
+    cuda_check(cudaStreamSynchronize(stream), "replay");
+    for (TestTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv}) x->download();
+    EXPECT_TRUE(t.out.host == out) << "out differs from the checked forward";
+    EXPECT_TRUE(t.lse.host == lse) << "lse differs from the checked forward";
+    const Tolerance tol = output_tolerance(pr.dtype);  // dQ sums with atomics: last bits may differ
+    EXPECT_TRUE(close_to_dense(t.dq, dq, tol, "dq"));
+    EXPECT_TRUE(close_to_dense(t.dk, dk, tol, "dk"));
+    EXPECT_TRUE(close_to_dense(t.dv, dv, tol, "dv"));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+}
+
+// Device block-sparse lists are checked on request (BlockSparseMask::check_device_lists): a kv tile
+// listed as full and as partial for one q-tile is then rejected by name before anything runs.
+TEST(CudaDispatch, DeviceBlockSparseListsCheckedOnRequest) {
+    CCATTN_REQUIRE_SM80();
+    Problem pr;
+    pr.seqlen_q = pr.seqlen_k = 300;
+    std::int64_t tm = 0, tn = 0;
+    ASSERT_TRUE(run_ok(cuda_block_sparse_tiles(pr.dim_qk, pr.dim_v, pr.dtype, tm, tn)));
+    AttnTensors t = make_forward_tensors(pr);
+    DeviceBlockSparse lists;
+    Mask m = block_sparse_mask(Mask::band(true), pr, tm, tn, lists);
+    m.block_sparse.check_device_lists = true;
+    ASSERT_TRUE(run_ok(forward(forward_args(t, m, Device::cuda))));  // the builder's lists pass
+
+    const std::int64_t mt = lists.full_count.shape[2] - 1;  // the last q-tile: full tiles and the diagonal
+    const std::int64_t count_at[3] = {0, 0, mt}, slot0[4] = {0, 0, mt, 0};
+    ASSERT_GE(lists.full_count.get(lists.full_count.offset(count_at)), 1);
+    ASSERT_GE(lists.partial_count.get(lists.partial_count.offset(count_at)), 1);
+    lists.partial_index.set(lists.partial_index.offset(slot0), lists.full_index.get(lists.full_index.offset(slot0)));
+    lists.partial_index.upload();
+    t.out.poison();
+    t.out.upload();
+    const Status s = forward(forward_args(t, m, Device::cuda));
+    EXPECT_EQ(s.code, Code::invalid_argument) << s.to_string();
+    EXPECT_EQ(s.argument, "mask.block_sparse.partial_index");
+    t.out.download();
+    EXPECT_TRUE(all_poisoned(t.out));
+    m.block_sparse.check_device_lists = false;  // unchecked: the caller's precondition (decision 3)
+    EXPECT_TRUE(run_ok(forward(forward_args(t, m, Device::cuda))));
 }
 
 // The public tile sizes are those of the kernel the dispatch runs on this device (sm80, or sm90 on

@@ -24,8 +24,10 @@
 
 #include "ccattn/block_sparse.h"
 #include "core/band.h"
+#include "core/bound_bands.h"
 #include "core/params.h"
 #include "cuda/gpu_test_util.h"
+#include "cuda/non_finite.h"
 #include "sm90/fragment.h"
 #include "sm90/kernel_traits.h"
 #include "sm90/sm90.h"
@@ -478,6 +480,46 @@ TEST(Sm90Forward, EmptyRowsAndTiles) {
     run_case(fixed(200, 100, 1, 4), Mask::band(true, 1, -1000));
     // no keys at all
     run_case(fixed(130, 0, 1, 2), Mask::band(false));
+}
+
+// The largest cf, window and offsets validation accepts, through every mechanism.
+TEST(Sm90Forward, BandsAtTheValidationBounds) {
+    REQUIRE_HOPPER();
+    for (const BoundBand& b : bands_at_validation_bounds()) {
+        SCOPED_TRACE(::testing::Message() << "cf " << b.cf << " delta " << b.delta << " causal " << b.causal
+                                          << " window " << b.window.value_or(-1));
+        for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse})
+            run_case(fixed(203, 113, 1, 2), Mask::band(b.causal, b.cf, b.delta, b.window), m);
+    }
+}
+
+// Non-finite inputs (docs/decisions.md 13) through every mechanism: a NaN or +inf score makes the row
+// NaN, rows the mask leaves empty stay empty, a -inf score weighs 0. (A row whose visible scores are
+// all -inf still reads as empty on this kernel: decision 13.)
+TEST(Sm90Forward, NonFiniteInputs) {
+    REQUIRE_HOPPER();
+    const Problem pr = non_finite_problem(128, 128, DType::bf16);
+    const Mask band = non_finite_band();
+    for (Planted what : {Planted::nan_and_inf, Planted::minus_inf_scores})
+        for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse}) {
+            SCOPED_TRACE(std::string(planted_name(what)) + ", mechanism " + std::to_string(int(m)));
+            AttnTensors t = make_forward_tensors(pr);
+            plant(t, what);
+            Mask gpu_mask = band;
+            DeviceBlockSparse lists;
+            if (m == Mechanism::mask_mod) gpu_mask.kind = MaskKind::mask_mod;
+            if (m == Mechanism::block_sparse) {
+                const sm90::TileSize tile = sm90::tile_size(pr.dim_qk, pr.dim_v);
+                gpu_mask = block_sparse_mask(band, pr, tile.block_m, tile.block_n, lists);
+            }
+            core::AttnParams p;
+            ASSERT_TRUE(run_ok(api::fill_forward_params(forward_args(t, gpu_mask, Device::cuda), {}, p)));
+            ASSERT_TRUE(run_ok(sm90::forward(p)));
+            cuda_check(cudaDeviceSynchronize(), "sm90 forward");
+            t.out.download();
+            t.lse.download();
+            EXPECT_TRUE(follows_non_finite_rule(t.out, t.lse, reference(t, band), output_tolerance(pr.dtype)));
+        }
 }
 
 TEST(Sm90Forward, WindowsAndNoMask) {
