@@ -46,10 +46,16 @@ struct CompressedBand {
     // both non-decreasing in j (the backward masks its transposed scores by them), since
     //   causal: hi(i) > j  <=> floor((i + delta) / cf) >= j      <=> i >= j * cf - delta
     //   window: lo(i) <= j <=> floor((i + delta) / cf) - w <= j  <=> i < (j + w + 1) * cf - delta
+    // Within the validation bounds (cf, window < 2^31, |delta| < 2^62, keys < 2^31) j * cf - delta fits
+    // int64; (j + w + 1) * cf fits too, and is compared before delta is taken off.
     CCATTN_HD void rows_seeing(std::int64_t j, std::int64_t seqlen_q, std::int64_t& begin, std::int64_t& end) const {
         begin = causal ? clamp(j * compress_factor - diag_offset, 0, seqlen_q) : 0;
-        end = window_left == kNoWindow ? seqlen_q
-                                       : clamp((j + window_left + 1) * compress_factor - diag_offset, 0, seqlen_q);
+        if (window_left == kNoWindow) {
+            end = seqlen_q;
+        } else {
+            const std::int64_t edge = (j + window_left + 1) * compress_factor;
+            end = edge >= seqlen_q + diag_offset ? seqlen_q : clamp(edge - diag_offset, 0, seqlen_q);
+        }
     }
 };
 
