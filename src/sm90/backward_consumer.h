@@ -100,6 +100,42 @@ struct BackwardConsumer {
         }
     }
 
+    // This warp group's dQ half of a q-tile added into the fp32 dQ accumulator: staged in shared
+    // memory (column pairs as st.shared.v2.f32), then one bulk reduction (cp.reduce.async.bulk .add.f32)
+    // per row, issued by the reduce warp's lanes, so that the L2 sees whole 256-byte rows instead of
+    // scattered 8-byte atomics. The staging buffer is reused once the previous reductions have read it.
+    template <class Acc, class Coords>
+    CUTE_DEVICE static void add_dq(const sm80::BackwardParams& bp, const typename Traits::RowData& rows,
+                                   float (*sdq)[Traits::kDqStride], const Acc& acc, const Coords& cq, int wg,
+                                   bool reduce_warp) {
+        if (reduce_warp) tma_store_wait<0>();
+        warp_group_sync(wg);
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(acc); ++r) {
+            const int row = get<0>(cq(r, 0));
+            CUTE_UNROLL
+            for (int c = 0; c < size<1>(acc); c += 2) {
+                const int col = get<1>(cq(r, c)) - wg * Traits::kDqCols;
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(cast_smem_ptr_to_uint(&sdq[row][col])),
+                             "f"(acc(r, c)), "f"(acc(r, c + 1)));
+            }
+        }
+        cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by the bulk copies
+        warp_group_sync(wg);
+        if (!reduce_warp) return;
+        const int lane = threadIdx.x % 32;
+        CUTE_UNROLL
+        for (int row = lane; row < kBlockM; row += 32) {
+            const std::int64_t dq_row = rows.dq_row[row];
+            if (dq_row < 0) continue;
+            float* dst = bp.dq_accum + dq_row + wg * Traits::kDqCols;
+            asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                         "r"(cast_smem_ptr_to_uint(&sdq[row][0])), "n"(Traits::kDqCols * 4)
+                         : "memory");
+        }
+        tma_store_arrive();
+    }
+
     // ct: this thread's index among the consumer threads, 0..255.
     CUTE_DEVICE static void run(const sm80::BackwardParams& bp, const BackwardCta& cta,
                                 typename Traits::SharedStorage& smem, int ct) {
@@ -149,6 +185,12 @@ struct BackwardConsumer {
         clear(acc_dv);
         clear(acc_dk);
         CUTE_STATIC_ASSERT_V(size<2>(tdVrP) == size<2>(tdVrdO) && size<2>(tdKrdS) == size<2>(tdKrQ));
+
+        // dQ fragment coordinates (packed row, head-dim column); the first warp of each warp group
+        // issues its bulk reductions.
+        auto cq = rowcol_view(thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kDimQK>>{})));
+        const int wg = ct / Traits::kWarpGroupThreads;
+        const bool reduce_warp = ct % Traits::kWarpGroupThreads < 32;
 
         // (key, packed row) of every Sᵀ element of this thread, as (rows, cols).
         auto cs = rowcol_view(thr_s.partition_C(make_identity_tensor(ShapeS{})));
@@ -241,12 +283,10 @@ struct BackwardConsumer {
             warpgroup_fence_operand(acc_dv);
             warpgroup_fence_operand(acc_dk);
 
-            auto cq = rowcol_view(thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kDimQK>>{})));
-            atomic_add_rows(rowcol_view(acc_dq), cq, 1.f, [&](int row) -> float* {
-                return rows.dq_row[row] < 0 ? nullptr : bp.dq_accum + rows.dq_row[row];
-            });
+            add_dq(bp, rows, smem.dq[wg], rowcol_view(acc_dq), cq, wg, reduce_warp);
             Barrier::arrive(&smem.empty[stage]);  // this thread is done with the stage
         }
+        if (reduce_warp) tma_store_wait<0>();  // the last reductions have read the staging buffer
 
         // dK, dV of this CTA's keys: written, or added into the fp32 accumulators of a chunked q range.
         using ShapedK = Shape<Int<kBlockN>, Int<kDimQK>>;

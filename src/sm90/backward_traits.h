@@ -6,7 +6,8 @@
 // dSᵀ come out of the accumulators in the layout of a register A operand:
 //   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ                      (64 keys x 64 rows per warp group, both from smem)
 //   dV += Pᵀ dO, dK += dSᵀ Q                     (Pᵀ, dSᵀ from registers; dO, Q read MN-major)
-//   dQ = dS K                                    (dSᵀ through smem; warp group w: head-dim half w)
+//   dQ = dS K                                    (dSᵀ through smem; warp group w: head-dim half w,
+//                                                 added into fp32 rows by bulk reductions from smem)
 #pragma once
 
 #include <cstdint>
@@ -110,12 +111,18 @@ struct BackwardTraits {
         bool valid;  // false: the schedule has ended
     };
 
+    // dQ of a q-tile, staged per consumer warp group (its head-dim half) for the bulk reductions into
+    // the fp32 accumulator: rows padded by 32 bytes against bank conflicts of the fragment stores.
+    static constexpr int kDqCols = kDimQK / 2;
+    static constexpr int kDqStride = kDqCols + 8;
+
     struct SharedStorage {
         cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
         cute::array_aligned<Element, cosize_v<SmemLayoutdO>, 1024> dout;
         cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
         cute::array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
         cute::array_aligned<Element, cosize_v<SmemLayoutdSt>, 1024> ds;
+        alignas(128) float dq[kConsumerWarpGroups][kBlockM][kDqStride];
         RowData rows[kStages];
         TileSlot slots[kStages];
         sm80::QTileSchedule schedule;  // advanced by the producer's first thread
