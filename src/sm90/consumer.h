@@ -80,9 +80,21 @@ struct Consumer {
             if (releaser) pipeline_v.consumer_release(read_v);
             ++read_v;
         };
+        // Rows with a visible key: the band's rows with lo < hi (mask_mod is the band per element);
+        // block-sparse rows learn it from the tiles they visit.
+        const bool sparse = info.partial != nullptr;
+        bool seen[kRows];
+        CUTE_UNROLL
+        for (int m = 0; m < kRows; ++m) seen[m] = !sparse && mask.sees_keys(m, 0, info.seqlen_k, thread_in_group);
         // Masked steps may leave whole rows at -inf, unmasked ones never do.
         auto softmax_step = [&](KvStep step, auto first) {
             constexpr bool kFirst = decltype(first)::value;
+            if (sparse) {
+                const int n0 = step.n * kBlockN, n1 = min(n0 + kBlockN, info.seqlen_k);
+                CUTE_UNROLL
+                for (int m = 0; m < kRows; ++m)
+                    seen[m] = seen[m] || step.masking != Masking::band || mask.sees_keys(m, n0, n1, thread_in_group);
+            }
             if (step.masking != Masking::none) {
                 mask.apply(s, step, info.seqlen_k, thread_in_group);
                 softmax.template update<kFirst, true>(s, o_scale);
@@ -124,7 +136,7 @@ struct Consumer {
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         release_v();
-        softmax.finalize(o_scale, lse);
+        softmax.finalize(o_scale, lse, seen);
         scale_rows(rowcol_view(tOrO), o_scale);
     }
 };

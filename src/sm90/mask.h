@@ -50,6 +50,12 @@ struct RegisterMask {
         }
     }
 
+    // Whether row m sees any of keys [n0, n1) under the band (n1 at most Sk).
+    CUTE_DEVICE bool sees_keys(int m, int n0, int n1, int thread_in_group) const {
+        const int col0 = first_col(thread_in_group);
+        return max(band_lo[m] + col0, n0) < min(band_hi[m] + col0, n1);
+    }
+
     // Masks the scores of kv tile step.n; Masking::seqlen keeps keys [0, seqlen_k).
     template <class Tensor>
     CUTE_DEVICE void apply(Tensor& s_rowcol, KvStep step, int seqlen_k, int thread_in_group) const {

@@ -56,14 +56,16 @@ struct OnlineSoftmax {
     }
 
     // After the last tile: the factor 1/sum that normalizes the output and the natural-log lse.
-    // A sum of 0 is an empty row: factor 0, lse -inf. A NaN sum (a NaN or +inf score) gives factor
-    // and lse NaN (docs/decisions.md, non-finite inputs; a row whose scores are all -inf also sums
-    // to 0 here: telling it from an empty row needs the mask's per-row flags).
-    CUTE_DEVICE void finalize(float (&o_scale)[kRows], float (&lse)[kRows]) {
+    // seen[m]: row m has a visible key (the mask's knowledge: the softmax cannot tell masked scores
+    // from -inf ones). A row without one is empty: factor 0, lse -inf. A NaN sum (a NaN or +inf
+    // score), or a sum of 0 in a row with visible keys (only -inf scores), gives factor and lse NaN
+    // (docs/decisions.md, non-finite inputs).
+    CUTE_DEVICE void finalize(float (&o_scale)[kRows], float (&lse)[kRows], const bool (&seen)[kRows]) {
         CUTE_UNROLL
         for (int m = 0; m < kRows; ++m) {
             const float sum = quad_sum(row_sum[m]);
-            const bool empty = sum == 0.f, undefined = sum != sum;
+            const bool empty = sum == 0.f && !seen[m];
+            const bool undefined = sum != sum || (sum == 0.f && seen[m]);
             o_scale[m] = empty ? 0.f : (undefined ? NAN : 1.f / sum);
             lse[m] = empty ? -INFINITY : (undefined ? NAN : row_max[m] * scale_log2 * kLn2 + logf(sum));
         }

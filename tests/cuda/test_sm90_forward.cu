@@ -500,7 +500,7 @@ TEST(Sm90Forward, NonFiniteInputs) {
     REQUIRE_HOPPER();
     const Problem pr = non_finite_problem(128, 128, DType::bf16);
     const Mask band = non_finite_band();
-    for (Planted what : {Planted::nan_and_inf, Planted::minus_inf_scores})
+    for (Planted what : {Planted::nan_and_inf, Planted::only_minus_inf, Planted::minus_inf_scores})
         for (Mechanism m : {Mechanism::band, Mechanism::mask_mod, Mechanism::block_sparse}) {
             SCOPED_TRACE(std::string(planted_name(what)) + ", mechanism " + std::to_string(int(m)));
             AttnTensors t = make_forward_tensors(pr);
