@@ -25,7 +25,7 @@
 #include "sm80/fragment.h"
 #include "sm80/gemm.h"
 #include "sm80/kernel_traits.h"
-#include "sm80/mask.h"
+#include "gpu/register_mask.h"
 
 namespace ccattn::sm80 {
 namespace bwd {
@@ -184,13 +184,13 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
     for (int i = 0; i < size(acc_s); ++i) acc_s(i) *= p.scale_log2;  // any sign of scale works
     auto s = rowcol(acc_s);
     if (t.mask == TileMask::limits || t.mask == TileMask::bounds) {
-        mask_band(s, coord, lo, hi, 0);
+        gpu::mask_band(s, coord, lo, hi, 0);
     } else if (t.mask == TileMask::element) {
-        const ElementBand in_band(cta.band);
-        mask_elements(s, coord, [&](int r, int col) { return in_band(query[r], cta.n0 + col); });
+        const gpu::ElementBand in_band(cta.band);
+        gpu::mask_elements(s, coord, [&](int r, int col) { return in_band(query[r], cta.n0 + col); });
     } else if (t.mask == TileMask::sparse) {
-        const ElementBand in_band(cta.band);
-        mask_elements(s, coord, [&](int r, int col) {
+        const gpu::ElementBand in_band(cta.band);
+        gpu::mask_elements(s, coord, [&](int r, int col) {
             return sparse_visible(t, bp.sparse, cta.n0, col, cta.seq.seqlen_k, in_band(query[r], cta.n0 + col));
         });
     }

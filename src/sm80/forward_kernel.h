@@ -27,7 +27,7 @@
 #include "sm80/gemm.h"
 #include "sm80/kernel_traits.h"
 #include "sm80/kv_schedule.h"
-#include "sm80/mask.h"
+#include "gpu/register_mask.h"
 #include "sm80/softmax.h"
 
 namespace ccattn::sm80 {
@@ -179,12 +179,12 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
         if constexpr (kMasked) {
             const int n0 = t * kN;
             if (p.mask_kind == MaskKind::band) {
-                mask_band(s, coord, lo, hi, n0);
+                gpu::mask_band(s, coord, lo, hi, n0);
             } else {
                 // Per element, as a user predicate would be: nothing precomputed per row.
                 const QTileRows cta = QTileRows::of_cta(p, kM);
-                const ElementBand visible(cta.band(p));
-                mask_elements(s, coord, [&](int r, int col) {
+                const gpu::ElementBand visible(cta.band(p));
+                gpu::mask_elements(s, coord, [&](int r, int col) {
                     const bool v = visible(cta.query32(get<0>(coord(r, 0))), std::int64_t(n0) + col);
                     seen[r] = seen[r] || v;
                     return v;

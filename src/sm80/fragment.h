@@ -1,10 +1,12 @@
 // Views of m16n8 MMA accumulator fragments: as (rows, cols) for row-wise softmax and masking, and as
-// the A operand of a following MMA; conversion to 16-bit; reductions over the 4 threads of a row.
+// the A operand of a following MMA; conversion to 16-bit.
 #pragma once
 
 #include <cute/tensor.hpp>
 #include <cutlass/array.h>
 #include <cutlass/numeric_conversion.h>
+
+#include "gpu/quad_reduce.h"
 
 namespace ccattn::sm80 {
 
@@ -49,14 +51,8 @@ __device__ __forceinline__ auto convert_fragment(const Tensor<Engine, Layout>& t
     return out;
 }
 
-// Reductions over the 4 threads (lanes 4g .. 4g+3) that share an accumulator row.
-__device__ __forceinline__ float quad_max(float x) {
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-    x += __shfl_xor_sync(0xffffffffu, x, 1);
-    return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
+// The quad reductions are shared with the wgmma fragments of src/sm90.
+using gpu::quad_max;
+using gpu::quad_sum;
 
 }  // namespace ccattn::sm80

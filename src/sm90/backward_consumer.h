@@ -16,7 +16,7 @@
 #include "core/params.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
-#include "sm80/mask.h"
+#include "gpu/register_mask.h"
 #include "sm90/backward_cta.h"
 #include "sm90/fragment.h"
 #include "sm90/named_barriers.h"
@@ -208,7 +208,7 @@ struct BackwardConsumer {
             row_lo[r] = int(begin * p.group);
             row_hi[r] = int(end * p.group);
         }
-        const sm80::ElementBand in_band(cta.band);
+        const gpu::ElementBand in_band(cta.band);
 
         Barrier::wait(&smem.kv_full, 0);
         bool any_tile = false;

@@ -10,7 +10,7 @@
 #include <cute/tensor.hpp>
 
 #include "core/band.h"
-#include "sm80/mask.h"
+#include "gpu/register_mask.h"
 #include "sm90/fragment.h"
 #include "sm90/work_tile.h"
 
@@ -71,7 +71,7 @@ struct RegisterMask {
         }
         // Thread 0's coordinates of every element: compile-time constants.
         auto coords0 = coords(0);
-        sm80::mask_band(s_rowcol, coords0, lo, hi, n0);
+        gpu::mask_band(s_rowcol, coords0, lo, hi, n0);
     }
 };
 

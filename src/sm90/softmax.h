@@ -9,15 +9,15 @@
 
 #include <cute/tensor.hpp>
 
-#include "sm80/fragment.h"
+#include "gpu/quad_reduce.h"
 
 namespace ccattn::sm90 {
 
 using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor (the public view type)
 
-using sm80::quad_max;  // the quad reductions are the same for mma.sync and wgmma fragments
-using sm80::quad_sum;
+using gpu::quad_max;
+using gpu::quad_sum;
 
 template <int kRows>
 struct OnlineSoftmax {

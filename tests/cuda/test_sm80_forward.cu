@@ -33,7 +33,7 @@
 #include "sm80/fragment.h"
 #include "sm80/kernel_traits.h"
 #include "sm80/kv_schedule.h"
-#include "sm80/mask.h"
+#include "gpu/register_mask.h"
 #include "sm80/sm80.h"
 
 namespace ccattn {
@@ -228,7 +228,7 @@ TEST(Sm80ForwardHost, ElementBandEqualsBand) {
         spec.window_left = pick(0, 1) ? pick(0, 40) : core::kNoWindow;
         const std::int64_t sq = pick(1, 200), sk = pick(0, 200);
         const core::CompressedBand band = spec.for_sequence(sq, sk);
-        const sm80::ElementBand element(band);
+        const gpu::ElementBand element(band);
         for (std::int64_t i = 0; i < sq; ++i)
             for (std::int64_t j = -3; j < sk + 3; ++j)
                 ASSERT_EQ(element(i, j), core::visible(band, i, j)) << "i " << i << " j " << j;

@@ -1,5 +1,6 @@
-// In-register masking of a score tile held as MMA accumulators. `s` and `coord` are (rows, cols)
-// views (see rowcol in fragment.h) of the scores and of their tile coordinates (row, col), so
+// In-register masking of a score tile held as MMA accumulators, shared by both GPU kernel families
+// (mma.sync fragments in src/sm80, wgmma fragments in src/sm90). `s` and `coord` are (rows, cols)
+// views (rowcol in sm80/fragment.h, rowcol_view in sm90/fragment.h) of the scores and of their tile coordinates (row, col), so
 // get<1>(coord(r, c)) is the key offset of s(r, c) inside the kv tile.
 #pragma once
 
@@ -9,7 +10,7 @@
 
 #include "core/band.h"
 
-namespace ccattn::sm80 {
+namespace ccattn::gpu {
 
 using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor
@@ -65,4 +66,4 @@ __device__ __forceinline__ void mask_elements(Scores& s, const Coords& coord, Vi
     }
 }
 
-}  // namespace ccattn::sm80
+}  // namespace ccattn::gpu
