@@ -28,6 +28,9 @@
 #             python/ccattn/*.py are put together in $BUILD_DIR/pypkg, on PYTHONPATH for the peers' checks
 #   test      the GPU tests with compute-sanitizer (scripts/gpu_tests.sh; builds the tests when they are
 #             not built yet, which needs GoogleTest: on the machine, or carried in .deps/googletest)
+#   pytest    the Python package's tests (CPU and CUDA) against the built extension, within $PYTEST_TIMEOUT s
+#   profile   Nsight Compute (--clock-control none) on one launch of the backward main kernel, causal 16K and
+#             NSA 64K: throughput, warp stall reasons, occupancy, to $OUT/ncu-<case>.txt
 #   ceilings  bf16 GEMM rate and device copy bandwidth (bench/ceilings.py)
 #   bench     ccattn's rows (bench/run.py)           peers  the peers' rows (bench/peers.py)
 #   plot      PNGs (bench/plot.py) into $OUT          table  the README tables (bench/table.py) to $OUT/table.md
@@ -138,6 +141,28 @@ if has test; then
   BUILD_DIR="$build" OUT="$out" bash scripts/gpu_tests.sh > "$out/gpu-tests.log" 2>&1
   echo "gpu tests exit $?"
   grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$out/gpu-tests.log" | head -40
+fi
+
+if has pytest; then
+  echo "== pytest"
+  timeout "${PYTEST_TIMEOUT:-300}" "$python" -m pytest -q -rs python/tests > "$out/pytest.log" 2>&1
+  echo "pytest exit $?"
+  grep -E "passed|failed|FAILED|Error" "$out/pytest.log" | tail -15
+fi
+
+if has profile; then
+  echo "== profile"
+  ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  profile_case() {  # name, then ccattn bench arguments
+    local name=$1; shift
+    timeout 180 "$ncu_bin" --clock-control none -k regex:backward_kernel -c 1 --section SpeedOfLight \
+      --section WarpStateStats --section Occupancy --section LaunchStats \
+      "$build/src/cli/ccattn" bench --backend cuda --bwd --iters 1 --warmup 0 "$@" > "$out/ncu-$name.txt" 2>&1
+    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Stall|Achieved Occupancy|Block Size|Grid Size" \
+      "$out/ncu-$name.txt" | head -24
+  }
+  profile_case causal_16k_h16 --causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16
+  profile_case nsa_64k --causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31
 fi
 
 if has ceilings; then

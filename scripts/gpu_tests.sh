@@ -2,7 +2,8 @@
 # The GPU tests, on a machine with a CUDA device after a build (scripts/build.sh): every test labelled
 # gpu, then compute-sanitizer memcheck and racecheck on the small-shape subsets of the kernel tests.
 # Logs go to $OUT when it is set, else to <build>/gpu-test-logs. BUILD_DIR picks the build (default build).
-# Exits non-zero when any step fails; every step runs regardless.
+# Exits non-zero when any step fails; every step runs regardless, each with a time limit (a hung
+# kernel fails its test instead of holding the machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -11,7 +12,7 @@ mkdir -p "$logs"
 status=0
 
 echo "== ctest -L gpu"
-ctest --test-dir "$build" -L gpu --output-on-failure -j "$(nproc)" 2>&1 | tee "$logs/ctest-gpu.log" || status=1
+ctest --test-dir "$build" -L gpu --output-on-failure --timeout 180 -j "$(nproc)" 2>&1 | tee "$logs/ctest-gpu.log" || status=1
 
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # test binary -> the tests small enough to run under the sanitizer
@@ -25,7 +26,7 @@ for binary in "${!subsets[@]}"; do
   [ -x "$path" ] || { echo "== $binary: not built, skipped"; continue; }
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool $binary"
-    if "$sanitizer" --tool "$tool" --error-exitcode 1 "$path" --gtest_filter="${subsets[$binary]}" \
+    if timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 1 "$path" --gtest_filter="${subsets[$binary]}" \
         > "$logs/$tool-$binary.log" 2>&1; then
       tail -n 3 "$logs/$tool-$binary.log"
     else
