@@ -8,7 +8,7 @@
 # over calls that share /root: the build in $BUILD_DIR, the CSV in $CSV, FA4 in /root/fa4 (bench/fa4.sh).
 # bench and peers resume (they skip what the CSV holds) and start nothing after $BUDGET_S seconds, so a
 # call that ran out of time is completed by repeating it. Each call leaves in $OUT: results.csv (the
-# CSV so far), the logs, and with plot / table the PNGs and table.md.
+# CSV so far), logs.tar.gz (its logs and profiles), and with plot / table the PNGs and table.md.
 #
 # Here, once: FA4 from PyPI in two halves, and the CuTe headers (scripts/setup.sh puts them in .deps/):
 #   echo /.peers/ >> "$(git rev-parse --git-common-dir)/info/exclude"   # the halves travel only when carried
@@ -50,9 +50,17 @@ steps=",${STEPS:-fa4,build,ceilings,bench,peers,plot,table},"
 python=${PYTHON:-python3}
 base_pythonpath=${PYTHONPATH:-}
 incomplete=0
-mkdir -p "$out" "$(dirname "$csv")"
+# The device tool returns at most 8 files from $OUT: results.csv, the PNGs, table.md and one archive of
+# this call's logs (written to $logs, packed by save).
+logs=${LOGS:-/root/session-logs}
+rm -rf "$logs"
+mkdir -p "$out" "$logs" "$(dirname "$csv")"
 has() { [[ $steps == *",$1,"* ]]; }
-save() { [ -e "$csv" ] && cp "$csv" "$out/results.csv"; true; }  # after every step: a call cut short keeps its rows
+save() {  # after every step: a call cut short keeps its rows and logs
+  [ -e "$csv" ] && cp "$csv" "$out/results.csv"
+  tar -czf "$out/logs.tar.gz" -C "$logs" . 2>/dev/null
+  true
+}
 # Compiled kernels persist with /root, so a resumed call does not compile them again.
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/root/.cache/torchinductor}
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/root/.cache/triton}
@@ -83,14 +91,14 @@ googletest() {  # ON when the tests can be built: GoogleTest on the machine or c
   fi
 }
 
-configure() {  # CuTe include dir, ON|OFF for the tests, further cmake arguments; log in $out/configure.log
+configure() {  # CuTe include dir, ON|OFF for the tests, further cmake arguments; log in $logs/configure.log
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DCCATTN_CUTLASS_INCLUDE="$1" -DCCATTN_BUILD_TESTS="$2" "${@:3}" > "$out/configure.log" 2>&1
+    -DCCATTN_CUTLASS_INCLUDE="$1" -DCCATTN_BUILD_TESTS="$2" "${@:3}" > "$logs/configure.log" 2>&1
 }
 
 set_pythonpath
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$out/gpu.txt" 2>&1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$logs/gpu.txt" 2>&1
 echo "== session: steps ${steps:1:-1}; build $build; csv $csv; stop new work at +${BUDGET_S:-480} s"
 if ! has build && [ ! -d "$build" ]; then
   echo "session: no $build: this is a fresh machine (the last one was given back); start again from call 1"
@@ -113,12 +121,12 @@ if has build; then
     rm -rf "$build"
   fi
   if ! configure "$include" "$tests" -DCCATTN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v "$python")"; then
-    tail -15 "$out/configure.log"
+    tail -15 "$logs/configure.log"
     echo "build: configuring with the PyTorch extension failed (above); building without it, so the peers run unchecked"
-    configure "$include" "$tests" -DCCATTN_BUILD_PYTHON=OFF || { tail -30 "$out/configure.log"; exit 1; }
+    configure "$include" "$tests" -DCCATTN_BUILD_PYTHON=OFF || { tail -30 "$logs/configure.log"; exit 1; }
   fi
   t0=$(date +%s)
-  cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
+  cmake --build "$build" -j "$(nproc)" > "$logs/build.log" 2>&1 || { grep -E "error|Error" -A3 "$logs/build.log" | head -60; exit 1; }
   echo "built in $(( $(date +%s) - t0 )) s"
   so=$(ls "$build"/python/_C*.so 2>/dev/null | head -1)
   if [ -n "$so" ]; then
@@ -132,22 +140,22 @@ if has test; then
   echo "== GPU tests"
   if [ "$(grep -s '^CCATTN_BUILD_TESTS:BOOL=' "$build/CMakeCache.txt" | cut -d= -f2)" != ON ]; then
     tests=$(googletest)
-    if [ "$tests" = ON ] && configure "$(cute_include)" ON && cmake --build "$build" -j "$(nproc)" >> "$out/build.log" 2>&1; then
+    if [ "$tests" = ON ] && configure "$(cute_include)" ON && cmake --build "$build" -j "$(nproc)" >> "$logs/build.log" 2>&1; then
       echo "tests built"
     else
       echo "tests not built (GoogleTest missing, or see configure.log / build.log)"
     fi
   fi
-  BUILD_DIR="$build" OUT="$out" bash scripts/gpu_tests.sh > "$out/gpu-tests.log" 2>&1
+  BUILD_DIR="$build" OUT="$logs" bash scripts/gpu_tests.sh > "$logs/gpu-tests.log" 2>&1
   echo "gpu tests exit $?"
-  grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$out/gpu-tests.log" | head -40
+  grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$logs/gpu-tests.log" | head -40
 fi
 
 if has pytest; then
   echo "== pytest"
-  timeout "${PYTEST_TIMEOUT:-300}" "$python" -m pytest -q -rs python/tests > "$out/pytest.log" 2>&1
+  timeout "${PYTEST_TIMEOUT:-300}" "$python" -m pytest -q -rs python/tests > "$logs/pytest.log" 2>&1
   echo "pytest exit $?"
-  grep -E "passed|failed|FAILED|Error" "$out/pytest.log" | tail -15
+  grep -E "passed|failed|FAILED|Error" "$logs/pytest.log" | tail -15
 fi
 
 if has profile; then
@@ -157,9 +165,9 @@ if has profile; then
     local name=$1; shift
     timeout 180 "$ncu_bin" --clock-control none -k regex:backward_kernel -c 1 --section SpeedOfLight \
       --section WarpStateStats --section Occupancy --section LaunchStats \
-      "$build/src/cli/ccattn" bench --backend cuda --bwd --iters 1 --warmup 0 "$@" > "$out/ncu-$name.txt" 2>&1
+      "$build/src/cli/ccattn" bench --backend cuda --bwd --iters 1 --warmup 0 "$@" > "$logs/ncu-$name.txt" 2>&1
     grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Stall|Achieved Occupancy|Block Size|Grid Size" \
-      "$out/ncu-$name.txt" | head -24
+      "$logs/ncu-$name.txt" | head -24
   }
   profile_case causal_16k_h16 --causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16
   profile_case nsa_64k --causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31
@@ -177,9 +185,9 @@ if has bench && [ ! -x "$build/src/cli/ccattn" ]; then
 elif has bench; then
   echo "== ccattn benchmark"
   "$python" bench/run.py --ccattn "$build/src/cli/ccattn" --csv "$csv" --card "$card" --cases "${CASES:-}" \
-    --masks "${MASKS:-native,block_sparse,mask_mod}" --resume --stop-at "$stop_at" > "$out/bench.log" 2>&1
+    --masks "${MASKS:-native,block_sparse,mask_mod}" --resume --stop-at "$stop_at" > "$logs/bench.log" 2>&1
   rc=$?
-  grep -vE "^(ccattn bench: |  )" "$out/bench.log" | tail -70
+  grep -vE "^(ccattn bench: |  )" "$logs/bench.log" | tail -70
   [ "$rc" -eq 0 ] || incomplete=1
   save
 fi
@@ -189,20 +197,20 @@ if has peers; then
   # Exit 4: a kernel fault lost the CUDA context; its row is written, so a new process goes on after it.
   for attempt in 1 2 3 4 5; do
     "$python" bench/peers.py --csv "$csv" --cases "${CASES:-}" --impls "${IMPLS:-}" --resume --stop-at "$stop_at" \
-      >> "$out/peers.log" 2>&1
+      >> "$logs/peers.log" 2>&1
     rc=$?
     if [ "$rc" -ne 4 ] || [ "$(date +%s)" -ge "$stop_at" ]; then break; fi
     echo "peers: CUDA context lost; starting again (attempt $((attempt + 1)))"
   done
-  grep -E "TFLOP/s|^peers\.py|^reference|^# [^ ]+: [0-9]+ s$" "$out/peers.log" | tail -100
+  grep -E "TFLOP/s|^peers\.py|^reference|^# [^ ]+: [0-9]+ s$" "$logs/peers.log" | tail -100
   [ "$rc" -eq 0 ] || incomplete=1
   save
 fi
 
 if has plot && [ -e "$csv" ]; then
   echo "== plot"
-  "$python" bench/plot.py "$csv" "$out/" > "$out/plot.log" 2>&1
-  cat "$out/plot.log"
+  "$python" bench/plot.py "$csv" "$out/" > "$logs/plot.log" 2>&1
+  cat "$logs/plot.log"
 fi
 
 if has table && [ -e "$csv" ]; then
