@@ -99,6 +99,17 @@ CCATTN_HD TileRange q_tile_range(const Band& band, std::int64_t n0, std::int64_t
                       ceil_div(full_rows_begin * group, tile_m), full_end);
 }
 
+// The packed rows (`group` query heads per position) that see key j: [begin, end), empty for keys
+// outside [0, Sk). A packed row R sees j iff its query R / group does, and those rows are contiguous:
+// the backward masks its transposed scores (rows = keys) by this range.
+CCATTN_HD RowSpan packed_rows_seeing(const CompressedBand& band, std::int64_t j, std::int64_t seqlen_q,
+                                     std::int64_t group) {
+    if (j < 0 || j >= band.seqlen_k) return {};
+    std::int64_t begin = 0, end = 0;
+    band.rows_seeing(j, seqlen_q, begin, end);
+    return {begin * group, end * group};
+}
+
 // Visible (query, key) pairs of one sequence and head: the FLOP count's basis.
 template <class Band>
 inline std::int64_t visible_pairs(const Band& band, std::int64_t seqlen_q) {

@@ -14,6 +14,7 @@
 #include <cutlass/arch/barrier.h>
 
 #include "core/params.h"
+#include "core/schedule.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
 #include "gpu/register_mask.h"
@@ -203,10 +204,9 @@ struct BackwardConsumer {
         for (int r = 0; r < kRows; ++r) {
             const std::int64_t j = cta.n0 + get<0>(cs(r, 0));
             key_valid[r] = j < cta.seq.seqlen_k;
-            std::int64_t begin = 0, end = 0;
-            if (key_valid[r]) cta.band.rows_seeing(j, cta.seq.seqlen_q, begin, end);
-            row_lo[r] = int(begin * p.group);
-            row_hi[r] = int(end * p.group);
+            const core::RowSpan rows_j = core::packed_rows_seeing(cta.band, j, cta.seq.seqlen_q, p.group);
+            row_lo[r] = int(rows_j.begin);
+            row_hi[r] = int(rows_j.end);
         }
         const gpu::ElementBand in_band(cta.band);
 

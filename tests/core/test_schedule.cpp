@@ -194,6 +194,44 @@ TEST_P(BuiltinBandSchedule, MatchesBruteForce) {
 
 INSTANTIATE_TEST_SUITE_P(CompressFactor, BuiltinBandSchedule, ::testing::Values(1, 2, 3, 4, 8));
 
+// The packed rows that see each key are exactly those whose query sees it (the Hopper backward masks
+// its transposed scores by them), on a grid of built-in bands and at the validation bounds.
+TEST(PackedRowsSeeing, MatchesTheBand) {
+    auto check = [](const CompressedBand& band, std::int64_t sq) {
+        for (std::int64_t group : {1, 2, 3, 5})
+            for (std::int64_t j = -1; j <= band.seqlen_k; ++j) {
+                const RowSpan rows = packed_rows_seeing(band, j, sq, group);
+                for (std::int64_t r = 0; r < sq * group; ++r)
+                    ASSERT_EQ(rows.begin <= r && r < rows.end, visible(band, r / group, j))
+                        << "r=" << r << " j=" << j << " group=" << group << " cf=" << band.compress_factor
+                        << " delta=" << band.diag_offset << " window=" << band.window_left;
+            }
+    };
+    for (std::int64_t cf = 1; cf <= 5; ++cf)
+        for (std::int64_t delta : {-40, -7, -1, 0, 2, 9, 35})
+            for (std::int64_t window : {kNoWindow, std::int64_t(0), std::int64_t(3)})
+                for (bool causal : {false, true}) {
+                    CompressedBand band;
+                    band.seqlen_k = 13;
+                    band.compress_factor = cf;
+                    band.diag_offset = delta;
+                    band.window_left = window;
+                    band.causal = causal;
+                    check(band, 37);
+                    if (HasFatalFailure()) return;
+                }
+    for (const test::BoundBand& b : test::bands_at_validation_bounds()) {
+        CompressedBand band;
+        band.seqlen_k = 60;
+        band.compress_factor = b.cf;
+        band.diag_offset = b.delta;
+        band.window_left = b.window.value_or(kNoWindow);
+        band.causal = b.causal;
+        check(band, 300);
+        if (HasFatalFailure()) return;
+    }
+}
+
 // The bands at the validation bounds through the whole schedule (kv_tile_range overflowed on the
 // window's left edge when the window was unbounded).
 TEST(BoundBandSchedule, MatchesBruteForce) {

@@ -40,6 +40,7 @@
 #include "sm80/backward_traits.h"
 #include "sm80/fragment.h"
 #include "sm80/sm80.h"
+#include "sm90/backward_traits.h"
 #include "sm90/sm90.h"
 
 namespace ccattn {
@@ -149,6 +150,44 @@ TEST(Sm80BackwardHost, AccumulatorStores) {
     check_backward_stores<sm80::BackwardTraits<128, 128, DType::fp16>>();
     check_backward_stores<sm80::BackwardTraits<192, 128, DType::fp16>>();
     check_backward_stores<sm80::BackwardTraits<256, 256, DType::fp16>>();
+}
+
+// The Hopper backward reads its shared tiles through transposed views (MN-major operands, dS from
+// dSᵀ): each must address the same element as the stored layout. Its dSᵀ stores pair the linear
+// elements 2i, 2i + 1 of a 32-bit copy partition, which must be adjacent in memory for every thread.
+template <class Traits>
+void check_sm90_backward_layouts() {
+    using Element = typename Traits::Element;
+    auto transposed = [](auto stored, auto view) {
+        for (int z = 0; z < int(cute::size<2>(stored)); ++z)
+            for (int r = 0; r < int(cute::size<0>(stored)); ++r)
+                for (int c = 0; c < int(cute::size<1>(stored)); ++c) ASSERT_EQ(stored(r, c, z), view(c, r, z));
+    };
+    transposed(typename Traits::SmemLayoutQ{}, typename Traits::SmemLayoutQt{});
+    transposed(typename Traits::SmemLayoutdO{}, typename Traits::SmemLayoutdOt{});
+    transposed(typename Traits::SmemLayoutdSt{}, typename Traits::SmemLayoutdS{});
+    const typename Traits::SmemLayoutK k;
+    const typename Traits::SmemLayoutKt kt;
+    for (int r = 0; r < int(cute::size<0>(k)); ++r)
+        for (int c = 0; c < int(cute::size<1>(k)); ++c) ASSERT_EQ(k(r, c), kt(c, r));
+
+    std::vector<Element> buffer(std::size_t(cute::cosize(typename Traits::SmemLayoutdSt{})));
+    auto sdSt = cute::make_tensor(cute::make_smem_ptr(buffer.data()), typename Traits::SmemLayoutdSt{});
+    auto r2s = cute::make_tiled_copy_C(cute::Copy_Atom<cute::UniversalCopy<std::uint32_t>, Element>{},
+                                       typename Traits::TiledMmadP{});
+    for (int ct = 0; ct < Traits::kConsumerThreads; ++ct) {
+        auto dst = r2s.get_thread_slice(ct).partition_D(sdSt)(cute::_, cute::_, cute::_, 0);
+        for (int i = 0; i < int(cute::size(dst)); i += 2) {
+            const Element* first = &dst(i);
+            ASSERT_EQ(&dst(i + 1) - first, 1) << "thread " << ct << " element " << i;
+            ASSERT_EQ((first - buffer.data()) % 2, 0) << "thread " << ct << " element " << i;  // 4-byte aligned
+        }
+    }
+}
+
+TEST(Sm90BackwardHost, SharedMemoryViews) {
+    check_sm90_backward_layouts<sm90::BackwardTraits<cutlass::bfloat16_t, 64, 64>>();
+    check_sm90_backward_layouts<sm90::BackwardTraits<cutlass::half_t, 128, 128>>();
 }
 
 TEST(Sm80BackwardHost, RowArithmetic) {
