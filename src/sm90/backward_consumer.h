@@ -1,10 +1,12 @@
 // The consumer warp groups of the Hopper backward: 256 threads, warp group w owning keys
 // [64 w, 64 w + 64) of the CTA's kv tile. Per q-tile (64 packed rows, from the producer's stage):
 //   Sᵀ = K Qᵀ and dPᵀ = V dOᵀ                   issued together
-//   Pᵀ = exp2(Sᵀ scale log2e - lse log2e)      masked pairs 0; then dV += Pᵀ dO is issued
-//   dSᵀ = Pᵀ (dPᵀ - D)                          then dK += dSᵀ Q is issued, dSᵀ goes to shared memory
+//   Pᵀ = exp2(Sᵀ scale log2e - lse log2e)      masked pairs 0, while dPᵀ runs
+//   dSᵀ = Pᵀ (dPᵀ - D)                          then dV += Pᵀ dO and dK += dSᵀ Q are issued (16-bit
+//                                               register A operands), and dSᵀ goes to shared memory
 //   dQ = dS K                                   both warp groups' dSᵀ; warp group w: head-dim half w,
-//                                               added into the fp32 dQ accumulator with atomics
+//                                               staged in shared memory and added into the fp32 dQ
+//                                               accumulator by bulk reductions
 // At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
 #pragma once
 
@@ -15,9 +17,9 @@
 
 #include "core/params.h"
 #include "core/schedule.h"
+#include "gpu/register_mask.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
-#include "gpu/register_mask.h"
 #include "sm90/backward_cta.h"
 #include "sm90/fragment.h"
 #include "sm90/named_barriers.h"
@@ -103,8 +105,8 @@ struct BackwardConsumer {
 
     // This warp group's dQ half of a q-tile added into the fp32 dQ accumulator: staged in shared
     // memory (column pairs as st.shared.v2.f32), then one bulk reduction (cp.reduce.async.bulk .add.f32)
-    // per row, issued by the reduce warp's lanes, so that the L2 sees whole 256-byte rows instead of
-    // scattered 8-byte atomics. The staging buffer is reused once the previous reductions have read it.
+    // per row, issued by the reduce warp's lanes, so that the L2 sees whole rows (256 bytes at d128)
+    // instead of scattered 8-byte atomics. The staging buffer is reused once the previous reductions have read it.
     template <class Acc, class Coords>
     CUTE_DEVICE static void add_dq(const sm80::BackwardParams& bp, const typename Traits::RowData& rows,
                                    float (*sdq)[Traits::kDqStride], const Acc& acc, const Coords& cq, int wg,
