@@ -22,6 +22,8 @@ lse ``-inf``. NSA's gates combine this branch with the selected-block and slidin
 which do see those positions.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -118,6 +120,16 @@ class CompressedAttention(nn.Module):
 
     def extra_repr(self):
         return f"block_size={self.block_size}, stride={self.stride}"
+
+    def __deepcopy__(self, memo):
+        # A process group cannot be copied: the copy shares it (parameters and buffers are copied).
+        if self.process_group is not None:
+            memo.setdefault(id(self.process_group), self.process_group)
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            new.__dict__[name] = copy.deepcopy(value, memo)
+        return new
 
     def _blocks(self, x):
         # [B, S, H, D] -> [B, n, H, l, D], block j = positions j*d .. j*d + l - 1
