@@ -22,6 +22,8 @@ lse ``-inf``. NSA's gates combine this branch with the selected-block and slidin
 which do see those positions.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,6 +72,15 @@ class CompressedAttention(nn.Module):
         compression: ``"mlp"`` (learned, with intra-block position embedding; starts as mean
             pooling) or ``"mean"`` (parameter-free).
         mlp_hidden: hidden width of the compression MLPs (default ``2 * head_dim``).
+        process_group: a ``torch.distributed`` process group (``torch.distributed.group.WORLD`` for
+            all ranks) for context parallelism: ``forward`` then takes this rank's *shards* of one
+            long sequence (``ccattn.distributed.shard_sequence``; q and the raw k / v share the
+            positions, ``cu_seqlens`` is the full sequence's) and returns this rank's rows. The
+            blocks are compressed where their first raw position lives, blocks that straddle a
+            shard edge exactly (a halo of raw positions from the next chunk); see
+            ``ccattn.distributed.compressed_attention`` and docs/context_parallel.md. ``None``
+            (default): one process holds the whole sequence.
+        cp_layout: ``"zigzag"`` (default) or ``"contiguous"``, the layout of the shards.
 
     ``forward(q, k, v)`` with ``q [B, Sq, Hq, Dqk]`` and *raw* ``k [B, S, Hkv, Dqk]``,
     ``v [B, S, Hkv, Dv]`` (bfloat16 or float16; ``Hq % Hkv == 0``) returns ``(out, lse)``:
@@ -92,8 +103,13 @@ class CompressedAttention(nn.Module):
     seed's default ``diag_offset = 0`` would leak; see the module docstring.)
     """
 
-    def __init__(self, head_dim, v_head_dim=None, block_size=32, stride=16, compression="mlp", mlp_hidden=None):
+    def __init__(self, head_dim, v_head_dim=None, block_size=32, stride=16, compression="mlp", mlp_hidden=None,
+                 process_group=None, cp_layout="zigzag"):
         super().__init__()
+        if cp_layout not in ("zigzag", "contiguous"):
+            raise ValueError(f"ccattn.nsa: argument 'cp_layout' must be 'zigzag' or 'contiguous', got {cp_layout!r}")
+        self.process_group = process_group
+        self.cp_layout = cp_layout
         for name, value in (("block_size", block_size), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ccattn.nsa: argument '{name}' must be an int >= 1, got {value!r}")
@@ -104,6 +120,16 @@ class CompressedAttention(nn.Module):
 
     def extra_repr(self):
         return f"block_size={self.block_size}, stride={self.stride}"
+
+    def __deepcopy__(self, memo):
+        # A process group cannot be copied: the copy shares it (parameters and buffers are copied).
+        if self.process_group is not None:
+            memo.setdefault(id(self.process_group), self.process_group)
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            new.__dict__[name] = copy.deepcopy(value, memo)
+        return new
 
     def _blocks(self, x):
         # [B, S, H, D] -> [B, n, H, l, D], block j = positions j*d .. j*d + l - 1
@@ -144,6 +170,13 @@ class CompressedAttention(nn.Module):
         if k.shape[:-1] != v.shape[:-1]:
             raise ValueError(f"ccattn.nsa: arguments 'k' {tuple(k.shape)} and 'v' {tuple(v.shape)} must agree "
                              "in all but the last dimension")
+        if self.process_group is not None:
+            if query_start != 0:
+                raise ValueError("ccattn.nsa: argument 'query_start' must be 0 with a process group (the shards' "
+                                 "positions come from the layout)")
+            from .distributed import compressed_attention
+            return compressed_attention(self, q, k, v, group=self.process_group, layout=self.cp_layout,
+                                        cu_seqlens=cu_seqlens, scale=scale, return_compressed=return_compressed)
         mask = dict(causal=True, compress_factor=self.stride, diag_offset=query_start - (self.block_size - 1),
                     scale=scale, return_lse=True)
         if cu_seqlens is None:
