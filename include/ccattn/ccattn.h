@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ccattn/attention.h"
+#include "ccattn/band_helpers.h"
 #include "ccattn/block_sparse.h"
 #include "ccattn/cuda_tiles.h"
 #include "ccattn/mask.h"

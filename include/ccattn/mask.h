@@ -39,7 +39,18 @@ struct BlockSparseMask {
     bool check_device_lists = false;
 };
 
-enum class MaskKind { band, mask_mod, block_sparse, custom_band };
+// A user-defined monotone band as two integer tensors (docs/band_tensors.md): row i of sequence b
+// sees keys [lo[b, i], hi[b, i]), clamped to [0, Sk); lo and hi non-decreasing in i within a
+// sequence. int32 or int64, each [B, Sq], or [Tq] with varlen (indexed by the query row), on q's
+// device. Any value is allowed (clamped); lo >= hi is an empty row. Monotonicity of the clamped values
+// is checked unless validate is false (callers that guarantee it).
+struct BandTensors {
+    Tensor lo;
+    Tensor hi;
+    bool validate = true;
+};
+
+enum class MaskKind { band, mask_mod, block_sparse, custom_band, band_tensors };
 
 struct Mask {
     MaskKind kind = MaskKind::band;
@@ -58,6 +69,7 @@ struct Mask {
     MaskModFn mask_mod;
     BlockSparseMask block_sparse;  // kind == block_sparse
     CustomBand custom_band;       // kind == custom_band
+    BandTensors tensor_band;      // kind == band_tensors
 
     static Mask none() { return {}; }
     static Mask band(bool causal, std::int64_t cf = 1, std::optional<std::int64_t> delta = {},
@@ -67,6 +79,12 @@ struct Mask {
         m.compress_factor = cf;
         m.diag_offset = delta;
         m.window_left = window;
+        return m;
+    }
+    static Mask band_tensors(Tensor lo, Tensor hi, bool validate = true) {
+        Mask m;
+        m.kind = MaskKind::band_tensors;
+        m.tensor_band = {lo, hi, validate};
         return m;
     }
 };

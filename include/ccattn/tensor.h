@@ -6,10 +6,12 @@
 
 namespace ccattn {
 
-enum class DType : std::int8_t { bf16, fp16, fp32, int32 };
+enum class DType : std::int8_t { bf16, fp16, fp32, int32, int64 };
 enum class Device : std::int8_t { cpu, cuda };
 
-constexpr int dtype_size(DType t) { return t == DType::bf16 || t == DType::fp16 ? 2 : 4; }
+constexpr int dtype_size(DType t) {
+    return t == DType::bf16 || t == DType::fp16 ? 2 : t == DType::int64 ? 8 : 4;
+}
 const char* dtype_name(DType t);
 
 // Up to 4 dimensions; strides are in elements and 64-bit. A view with data == nullptr is "absent".

@@ -28,6 +28,11 @@ on pooled blocks use the leak-free δ of the NSA or non-overlapping-block rows
 (``ccattn.nsa.CompressedAttention`` does).
 
 A row that sees no key (an *empty row*) has ``out = 0`` and ``lse = -inf`` and contributes no gradient.
+
+Any other monotone band is given as band tensors, ``band=(lo, hi)``: row ``i`` sees keys
+``[lo[i], hi[i])`` clamped to ``[0, Sk)``, both non-decreasing in ``i`` within a sequence
+(docs/band_tensors.md; ``ccattn.bands`` builds them for prefix-LM, chunked attention, packed documents
+and NSA compressed keys per document). CPU only so far: on CUDA they raise ``NotImplementedError``.
 """
 
 import math
@@ -73,8 +78,27 @@ def _check_mask(causal, compress_factor, diag_offset, window_left, scale):
     return scale
 
 
+def _check_band(band, rank, layout, causal, compress_factor, diag_offset, window_left):
+    """(lo, hi) of band tensors, or (None, None) without; the band arguments must then keep their defaults."""
+    if band is None:
+        return None, None
+    if not isinstance(band, (tuple, list)) or len(band) != 2:
+        raise TypeError(f"ccattn: argument 'band' must be a pair (lo, hi) of integer tensors, got {type(band).__name__}")
+    if causal or compress_factor != 1 or diag_offset is not None or window_left is not None:
+        raise ValueError("ccattn: argument 'band' replaces causal, compress_factor, diag_offset and window_left; "
+                         "leave those at their defaults")
+    for t, name in zip(band, ("band[0]", "band[1]")):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"ccattn: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"ccattn: argument '{name}' must be int32 or int64, got {t.dtype}")
+        if t.dim() != rank:
+            raise ValueError(f"ccattn: argument '{name}' must be {layout}, got shape {tuple(t.shape)}")
+    return band[0], band[1]
+
+
 def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, window_left=None, scale=None,
-              return_lse=False):
+              return_lse=False, band=None, validate=True):
     """Attention of ``q`` over (compressed) ``k``, ``v`` under ccattn's band mask, differentiable.
 
     Args:
@@ -92,6 +116,11 @@ def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, win
             hidden; ``None`` = unlimited. For cf = 1 this is flash-attn's ``window_size=(w, 0)``.
         scale: softmax scale, default ``1 / sqrt(Dqk)``.
         return_lse: also return the log-sum-exp of the scores.
+        band: band tensors ``(lo, hi)`` instead of the band arguments: int32 or int64 ``[B, Sq]`` on
+            q's device (``lo.expand(B, -1)`` shares one row of edges across the batch); row ``i`` of
+            sequence ``b`` sees keys ``[lo[b, i], hi[b, i])`` clamped to ``[0, Sk)``, both
+            non-decreasing in ``i``. CPU only so far.
+        validate: check that band tensors are non-decreasing (default); ``False`` trusts the caller.
 
     Returns:
         ``out [B, Sq, Hq, Dv]`` in q's dtype, and with ``return_lse`` also ``lse [B, Hq, Sq]``
@@ -105,13 +134,17 @@ def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, win
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         _check_tensor(t, name, 4, "[B, S, H, D]")
     scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
-    out, lse = _ops.fwd(q, k, v, None, None, causal, compress_factor, diag_offset, window_left, scale, None, None, True)
+    lo, hi = _check_band(band, 2, "[B, Sq]", causal, compress_factor, diag_offset, window_left)
+    if not isinstance(validate, bool):
+        raise TypeError(f"ccattn: argument 'validate' must be a bool, got {type(validate).__name__}")
+    out, lse = _ops.fwd(q, k, v, None, None, causal, compress_factor, diag_offset, window_left, scale, None, None,
+                        validate, lo, hi)
     return (out, lse) if return_lse else out
 
 
 def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=False,
                      compress_factor=1, diag_offset=None, window_left=None, scale=None, return_lse=False,
-                     validate=True):
+                     validate=True, band=None):
     """Attention over packed sequences of different lengths (flash-attn's varlen layout).
 
     Args:
@@ -130,7 +163,10 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
             ``validate=False`` copies nothing (capture-safe); the caller then guarantees that
             ``cu_seqlens`` are as described above and that no sequence is longer than
             ``max_seqlen_q`` / ``max_seqlen_k``. Breaking that is undefined behaviour (out-of-bounds
-            memory accesses on the device). CPU tensors are checked either way.
+            memory accesses on the device). CPU tensors are checked either way. Band tensors'
+            monotonicity is checked only with ``validate=True``.
+        band: band tensors ``(lo, hi)``, int32 or int64 ``[Tq]`` (one entry per packed query row),
+            as in :func:`attention`, positions local to each sequence. CPU only so far.
 
     Returns:
         ``out [Tq, Hq, Dv]``, and with ``return_lse`` also ``lse [Hq, Tq]`` (float32, no gradient).
@@ -144,6 +180,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
     if not isinstance(validate, bool):
         raise TypeError(f"ccattn: argument 'validate' must be a bool, got {type(validate).__name__}")
     scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
+    lo, hi = _check_band(band, 1, "[Tq]", causal, compress_factor, diag_offset, window_left)
     out, lse = _ops.fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left,
-                        scale, max_seqlen_q, max_seqlen_k, validate)
+                        scale, max_seqlen_q, max_seqlen_k, validate, lo, hi)
     return (out, lse) if return_lse else out

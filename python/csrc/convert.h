@@ -19,9 +19,10 @@ inline Tensor view(const at::Tensor& t, const char* name) {
         case at::kHalf: v.dtype = DType::fp16; break;
         case at::kFloat: v.dtype = DType::fp32; break;
         case at::kInt: v.dtype = DType::int32; break;
+        case at::kLong: v.dtype = DType::int64; break;
         default:
             TORCH_CHECK_VALUE(false, "ccattn: argument '", name, "': dtype ", t.scalar_type(),
-                              " is not supported (q, k, v: bfloat16 or float16; cu_seqlens: int32)");
+                              " is not supported (q, k, v: bfloat16 or float16; cu_seqlens: int32; band: int32 or int64)");
     }
     TORCH_CHECK_VALUE(t.is_cpu() || t.is_cuda(), "ccattn: argument '", name, "': must be a CPU or CUDA tensor, got ",
                       t.device());
@@ -41,8 +42,10 @@ inline Tensor view(const at::Tensor& t, const char* name) {
 }
 
 // The library names arguments as the C++ API spells them ("mask.compress_factor"); Python callers
-// know them by their keyword ("compress_factor").
+// know them by their keyword ("compress_factor"; band tensors: "band[0]" and "band[1]").
 inline std::string python_name(const std::string& argument) {
+    if (argument == "mask.lo") return "band[0]";
+    if (argument == "mask.hi") return "band[1]";
     const std::string prefix = "mask.";
     return argument.compare(0, prefix.size(), prefix) == 0 ? argument.substr(prefix.size()) : argument;
 }

@@ -63,28 +63,40 @@ void check_devices(const at::Tensor& q, std::initializer_list<std::pair<const at
 
 const at::Tensor* ptr(const OptTensor& t) { return t ? &*t : nullptr; }
 
+OptTensor last_dim_contiguous(const OptTensor& t) { return t ? OptTensor(last_dim_contiguous(*t)) : t; }
+
 void set_seqlens(const OptTensor& cu_q, const OptTensor& cu_k, Tensor& q_view, Tensor& k_view) {
     if (cu_q) q_view = view(*cu_q, "cu_seqlens_q");
     if (cu_k) k_view = view(*cu_k, "cu_seqlens_k");
 }
 
 // The sequence-length arguments of a varlen call: bounds on the longest sequences and whether the
-// cu_seqlens are checked (validate=False copies nothing to the host: capture-safe).
+// cu_seqlens are checked (validate=False copies nothing to the host: capture-safe), and band tensors.
 struct VarlenArgs {
     std::optional<int64_t> max_seqlen_q, max_seqlen_k;
     bool validate = true;
 };
 
+// Band tensors (lo, hi), replacing the band arguments when given; validate also covers their values.
+struct BandArgs {
+    OptTensor lo, hi;
+};
+
+BandArgs contiguous_band(const BandArgs& b) { return {last_dim_contiguous(b.lo), last_dim_contiguous(b.hi)}; }
+
 // What forward and backward arguments share: sequence offsets, the band, scale, backend, stream.
 template <class Args>
 void set_call(const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf, std::optional<int64_t> diag_offset,
               std::optional<int64_t> window_left, std::optional<double> scale, const VarlenArgs& seqlens,
-              const Launch& launch, Args& a) {
+              const BandArgs& band, const Launch& launch, Args& a) {
     set_seqlens(cu_q, cu_k, a.cu_seqlens_q, a.cu_seqlens_k);
     a.varlen.check_cu_seqlens = seqlens.validate;
     a.varlen.max_seqlen_q = seqlens.max_seqlen_q;
     a.varlen.max_seqlen_k = seqlens.max_seqlen_k;
     a.mask = Mask::band(causal, cf, diag_offset, window_left);
+    TORCH_CHECK_VALUE(band.lo.has_value() == band.hi.has_value(), "ccattn: argument 'band' needs both lo and hi");
+    if (band.lo)
+        a.mask = Mask::band_tensors(view(*band.lo, "band[0]"), view(*band.hi, "band[1]"), seqlens.validate);
     if (scale) a.scale = float(*scale);
     a.backend = launch.backend;
     a.stream = launch.stream;
@@ -94,12 +106,15 @@ void set_call(const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                                            const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                            std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
-                                           std::optional<double> scale, const VarlenArgs& seqlens, const Launch& launch) {
+                                           std::optional<double> scale, const VarlenArgs& seqlens, const BandArgs& band_in,
+                                           const Launch& launch) {
     const bool varlen = cu_q || cu_k;
     check_rank(q_in, "q", varlen);
     check_rank(v_in, "v", varlen);
-    check_devices(q_in, {{&k_in, "k"}, {&v_in, "v"}, {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}});
+    check_devices(q_in, {{&k_in, "k"}, {&v_in, "v"}, {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"},
+                         {ptr(band_in.lo), "band[0]"}, {ptr(band_in.hi), "band[1]"}});
     const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
+    const BandArgs band = contiguous_band(band_in);
 
     std::vector<int64_t> out_shape(q.sizes().begin(), q.sizes().end());
     out_shape.back() = v.size(-1);
@@ -114,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q_in, const at::Ten
     a.v = view(v, "v");
     a.out = view(out, "out");
     a.lse = view(lse, "lse");
-    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, launch, a);
+    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, band, launch, a);
     check(ccattn::forward(a), "attention");
     return {out, lse};
 }
@@ -123,9 +138,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
     const at::Tensor& out_in, const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal,
     int64_t cf, std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
-    const VarlenArgs& seqlens, const Launch& launch) {
+    const VarlenArgs& seqlens, const BandArgs& band_in, const Launch& launch) {
     check_devices(q_in, {{&dout_in, "dout"}, {&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&lse, "lse"},
-                         {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}});
+                         {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}, {ptr(band_in.lo), "band[0]"},
+                         {ptr(band_in.hi), "band[1]"}});
+    const BandArgs band = contiguous_band(band_in);
     const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
     const at::Tensor out = last_dim_contiguous(out_in), dout = last_dim_contiguous(dout_in);
     at::Tensor dq = at::empty(q.sizes(), q.options());
@@ -142,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     a.dq = view(dq, "dq");
     a.dk = view(dk, "dk");
     a.dv = view(dv, "dv");
-    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, launch, a);
+    set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, band, launch, a);
     check(ccattn::backward(a), "attention backward");
     return {dq, dk, dv};
 }
@@ -151,38 +168,42 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Te
                                                const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                                std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
                                                std::optional<double> scale, std::optional<int64_t> max_seqlen_q,
-                                               std::optional<int64_t> max_seqlen_k, bool validate) {
+                                               std::optional<int64_t> max_seqlen_k, bool validate,
+                                               const OptTensor& band_lo, const OptTensor& band_hi) {
     return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                   {max_seqlen_q, max_seqlen_k, validate}, cpu_launch());
+                   {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cpu_launch());
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                                 std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
                                                 std::optional<double> scale, std::optional<int64_t> max_seqlen_q,
-                                                std::optional<int64_t> max_seqlen_k, bool validate) {
+                                                std::optional<int64_t> max_seqlen_k, bool validate,
+                                                const OptTensor& band_lo, const OptTensor& band_hi) {
     c10::DeviceGuard guard(q.device());  // the library launches on the current device
     return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                   {max_seqlen_q, max_seqlen_k, validate}, cuda_launch(q));
+                   {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cuda_launch(q));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
     std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
-    std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate) {
+    std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate, const OptTensor& band_lo,
+    const OptTensor& band_hi) {
     return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                    {max_seqlen_q, max_seqlen_k, validate}, cpu_launch());
+                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cpu_launch());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
     std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
-    std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate) {
+    std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate, const OptTensor& band_lo,
+    const OptTensor& band_hi) {
     c10::DeviceGuard guard(q.device());
     return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                    {max_seqlen_q, max_seqlen_k, validate}, cuda_launch(q));
+                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cuda_launch(q));
 }
 
 }  // namespace
@@ -190,14 +211,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
 
 TORCH_LIBRARY(ccattn, m) {
     // Varlen: max_seqlen_q / max_seqlen_k bound the longest sequences (checked when validate is true);
-    // validate=False trusts cu_seqlens and copies nothing to the host (CUDA-graph capture).
+    // validate=False trusts cu_seqlens and copies nothing to the host (CUDA-graph capture), and trusts
+    // that band tensors (band_lo, band_hi: int32/int64 [B, Sq] or [Tq]) are non-decreasing.
     m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, bool causal, "
           "int compress_factor, int? diag_offset, int? window_left, float? scale, int? max_seqlen_q=None, "
-          "int? max_seqlen_k=None, bool validate=True) -> (Tensor out, Tensor lse)");
+          "int? max_seqlen_k=None, bool validate=True, Tensor? band_lo=None, Tensor? band_hi=None) "
+          "-> (Tensor out, Tensor lse)");
     m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
           "Tensor? cu_seqlens_k, bool causal, int compress_factor, int? diag_offset, int? window_left, "
-          "float? scale, int? max_seqlen_q=None, int? max_seqlen_k=None, bool validate=True) "
-          "-> (Tensor dq, Tensor dk, Tensor dv)");
+          "float? scale, int? max_seqlen_q=None, int? max_seqlen_k=None, bool validate=True, "
+          "Tensor? band_lo=None, Tensor? band_hi=None) -> (Tensor dq, Tensor dk, Tensor dv)");
 }
 
 TORCH_LIBRARY_IMPL(ccattn, CPU, m) {

@@ -14,6 +14,7 @@ const char* dtype_name(DType t) {
         case DType::fp16: return "fp16";
         case DType::fp32: return "fp32";
         case DType::int32: return "int32";
+        case DType::int64: return "int64";
     }
     return "?";
 }

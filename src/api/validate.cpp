@@ -162,6 +162,42 @@ Status check_no_repeated_tiles(const BlockSparseMask& bs, std::int64_t batch, st
     return Status::success();
 }
 
+// One edge of band tensors: int32 or int64, [B, Sq], or [Tq] with varlen, on q's device.
+Status check_band_edge(const Tensor& t, const char* name, Device device, const core::AttnParams& p,
+                       core::RowTensor& edge) {
+    if (!t.defined()) return Status::invalid(name, "is null");
+    if (t.dtype != DType::int32 && t.dtype != DType::int64)
+        return Status::invalid(name, std::string("dtype must be int32 or int64, got ") + dtype_name(t.dtype));
+    const Status s = p.varlen() ? check_tensor(t, name, 1, t.dtype, device, {p.total_q})
+                                : check_tensor(t, name, 2, t.dtype, device, {p.batch, p.seqlen_q});
+    if (!s.ok()) return s;
+    edge.data = t.data;
+    edge.wide = t.dtype == DType::int64;
+    edge.batch_stride = p.varlen() ? 0 : t.stride[0];
+    edge.row_stride = t.stride[t.rank - 1];
+    return Status::success();
+}
+
+// Host band tensors: lo and hi, clamped to [0, Sk], non-decreasing within each sequence. The
+// first offending row (and sequence) is named.
+Status check_band_monotone(const core::AttnParams& p) {
+    for (int b = 0; b < p.batch; ++b) {
+        const core::Sequence seq = core::sequence(p, b);
+        const core::TensorBand band = core::tensor_band(p, b, seq);
+        for (std::int64_t i = 1; i < seq.seqlen_q; ++i) {
+            const bool lo_ok = band.lo(i) >= band.lo(i - 1);
+            if (lo_ok && band.hi(i) >= band.hi(i - 1)) continue;
+            const std::int64_t now = lo_ok ? band.hi(i) : band.lo(i), before = lo_ok ? band.hi(i - 1) : band.lo(i - 1);
+            return Status::invalid(lo_ok ? "mask.hi" : "mask.lo",
+                                   "must be non-decreasing within a sequence, but row " + std::to_string(i) +
+                                       " of sequence " + std::to_string(b) + " has " + std::to_string(now) +
+                                       " after " + std::to_string(before) + " (values clamped to [0, " +
+                                       std::to_string(seq.seqlen_k) + "])");
+        }
+    }
+    return Status::success();
+}
+
 Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     p.mask_kind = m.kind;
     p.host_mask = &m;
@@ -185,6 +221,13 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
             if (!m.custom_band.lo || !m.custom_band.hi) return Status::invalid("mask.custom_band", "needs both lo and hi");
             if (!host) return Status::unsupported("mask.custom_band", "host callables run on the CPU backend only");
             return Status::success();
+        case MaskKind::band_tensors: {
+            Status s = check_band_edge(m.tensor_band.lo, "mask.lo", device, p, p.band_rows.lo);
+            if (s.ok()) s = check_band_edge(m.tensor_band.hi, "mask.hi", device, p, p.band_rows.hi);
+            // Device tensors: the CUDA backend refuses band tensors so far (src/cuda/backend.cu).
+            if (s.ok() && host && m.tensor_band.validate) s = check_band_monotone(p);
+            return s;
+        }
         case MaskKind::block_sparse: {
             const BlockSparseMask& bs = m.block_sparse;
             if (bs.tile_m < 1) return Status::invalid("mask.block_sparse.tile_m", "must be >= 1");

@@ -112,6 +112,7 @@ std::vector<OptionSpec> case_options(bool mechanism) {
     if (mechanism) {
         o.push_back({"mask", "native|mask_mod|block_sparse", "mechanism that runs the band (default native)"});
         o.push_back({"sparse-tile-m", "N", "block_sparse: queries per q-tile (default: the CUDA kernel's, 128 on CPU)"});
+        for (OptionSpec& f : band_file_options()) o.push_back(f);
         o.push_back({"sparse-tile-n", "N", "block_sparse: keys per kv-tile (default: the CUDA kernel's, 128 on CPU)"});
     }
     return o;
@@ -191,7 +192,17 @@ Status read_case(const Options& o, CaseSpec& c) {
     if (!(s = o.choice("mask", {"native", "mask_mod", "block_sparse"}, mechanism)).ok()) return s;
     c.mechanism = Mechanism(mechanism);
     if (!(s = o.integer("sparse-tile-m", 1, std::int64_t(1) << 20, c.sparse_tile_m)).ok()) return s;
-    return o.integer("sparse-tile-n", 1, std::int64_t(1) << 20, c.sparse_tile_n);
+    if (!(s = o.integer("sparse-tile-n", 1, std::int64_t(1) << 20, c.sparse_tile_n)).ok()) return s;
+    return read_band_files(o, c.band_files);
+}
+
+const char* mask_name(const CaseSpec& c) {
+    return c.band_files.given() ? "band_tensors" : mechanism_name(c.mechanism);
+}
+
+std::string describe_mask(const CaseSpec& c) {
+    if (c.band_files.given()) return "band tensors from --band-lo, --band-hi";
+    return describe_band(c.band) + " (" + mechanism_name(c.mechanism) + ")";
 }
 
 std::string describe_shape(const CaseSpec& c) {
@@ -250,7 +261,8 @@ Inputs make_inputs(const CaseSpec& c) {
 }
 
 Status CaseMask::build(const CaseSpec& c, const Inputs& in) {
-    mask_ = c.band;
+    mask_ = c.band_files.given() ? c.band_files.mask() : c.band;
+    if (c.band_files.given()) return Status::success();
     switch (c.mechanism) {
         case Mechanism::native: return Status::success();
         case Mechanism::mask_mod: {

@@ -9,6 +9,7 @@
 
 #include "ccattn/block_sparse.h"
 #include "ccattn/ccattn.h"
+#include "cli/band_files.h"
 #include "cli/host_array.h"
 #include "cli/options.h"
 
@@ -30,6 +31,7 @@ struct CaseSpec {
     int varlen_docs = 0;  // > 0: that many sequences of random lengths up to seqlen_q / seqlen_k
     std::vector<std::pair<std::int64_t, std::int64_t>> documents;  // varlen with these (Sq, Sk) lengths
     Mask band = Mask::none();
+    BandFiles band_files;  // --band-lo / --band-hi: band tensors instead of `band`
     Mechanism mechanism = Mechanism::native;
     std::int64_t sparse_tile_m = 0, sparse_tile_n = 0;  // 0: the backend's (CUDA: its kernel's tiles), CPU 128
     DType dtype = DType::bf16;
@@ -40,10 +42,14 @@ struct CaseSpec {
     std::optional<float> scale;
 };
 
-// Options for a case; `mechanism` adds --mask and the block-sparse tile sizes.
+// Options for a case; `mechanism` adds --mask, the block-sparse tile sizes and the band files.
 std::vector<OptionSpec> case_options(bool mechanism);
 // Reads the options over the defaults already in `spec`.
 Status read_case(const Options& o, CaseSpec& spec);
+// "native", "mask_mod", "block_sparse", or "band_tensors" with band files.
+const char* mask_name(const CaseSpec& spec);
+// "causal, cf 4, ..." or the band files
+std::string describe_mask(const CaseSpec& spec);
 // "B 1, Sq 2048, Sk 512, Hq 8, Hkv 2, D 64/64, bf16" (+ varlen lengths)
 std::string describe_shape(const CaseSpec& spec);
 
@@ -51,7 +57,7 @@ std::string describe_shape(const CaseSpec& spec);
 // for varlen come from the same seed.
 Inputs make_inputs(const CaseSpec& spec);
 
-// The mask that runs the case: the band itself, a mask_mod predicate equal to it (with the band
+// The mask that runs the case: band tensors from the band files, the band itself, a mask_mod predicate equal to it (with the band
 // fields set too: the CUDA backend evaluates those per element), or block-sparse lists built from
 // the band. Owns the lists; not copyable once built, as the mask views them.
 class CaseMask {

@@ -74,7 +74,7 @@ Status append_csv(const std::string& path, const CaseSpec& c, Backend backend, c
         f << "date,case,direction,backend,mask,dtype,batch,seqlen_q,seqlen_k,heads_q,heads_kv,dim_qk,dim_v,causal,"
              "compress_factor,diag_offset,window_left,visible_pairs,ms,tflops\n";
     f << utc_now() << "," << case_id(c) << "," << direction << "," << backend_name(backend) << ","
-      << mechanism_name(c.mechanism) << "," << dtype_name(c.dtype) << ","
+      << mask_name(c) << "," << dtype_name(c.dtype) << ","
       << (c.varlen_docs > 0 ? c.varlen_docs : c.batch) << "," << c.seqlen_q << "," << c.seqlen_k << "," << c.heads_q
       << "," << c.heads_kv << "," << c.dim_qk << "," << c.dim_v << "," << (c.band.causal ? 1 : 0) << ","
       << c.band.compress_factor << "," << (c.band.diag_offset ? std::to_string(*c.band.diag_offset) : "default") << ","
@@ -119,7 +119,7 @@ int bench_command(int argc, char** argv) {
     const Backend backend = resolve_backend(spec.backend);
     const std::string device = backend == Backend::cuda ? " (" + device_name() + ")" : "";
     std::cout << "ccattn bench: " << describe_shape(spec) << "\n"
-              << "  mask: " << describe_band(spec.band) << " (" << mechanism_name(spec.mechanism) << ")\n"
+              << "  mask: " << describe_mask(spec) << "\n"
               << "  backend " << backend_name(backend) << device << ", " << warmup << " warm-up + " << iters
               << " timed calls" << std::endl;
     Timing t;

@@ -29,7 +29,7 @@ int check_command(int argc, char** argv) {
     }
     if (!(s = read_case(o, spec)).ok()) return report_error("check", s);
     std::cout << "ccattn check: " << describe_shape(spec) << "\n"
-              << "  mask: " << describe_band(spec.band) << " (" << mechanism_name(spec.mechanism) << ")\n"
+              << "  mask: " << describe_mask(spec) << "\n"
               << "  backend " << backend_name(resolve_backend(spec.backend)) << ", seed " << spec.seed
               << (spec.backward ? ", forward and backward" : ", forward") << "\n";
     CheckReport report;

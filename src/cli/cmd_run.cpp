@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "cli/band_files.h"
 #include "cli/case_spec.h"
 #include "cli/commands.h"
 #include "cli/npy.h"
@@ -24,6 +25,7 @@ std::vector<OptionSpec> run_options() {
         {"cu-seqlens-k", "CK.npy", "varlen: int32 [B + 1] key offsets"},
     };
     for (OptionSpec& b : band_options()) o.push_back(b);
+    for (OptionSpec& f : band_file_options()) o.push_back(f);
     std::vector<OptionSpec> rest = {
         {"scale", "X", "softmax scale (default 1/sqrt(D))"},
         {"dtype", "bf16|fp16", "inputs are rounded to this dtype before computing (default bf16)"},
@@ -54,7 +56,9 @@ Status read_offsets(const Options& o, const std::string& option, HostArray& out)
     NpyArray a;
     Status s = read_npy(o.text(option, ""), "--" + option, a);
     if (!s.ok()) return s;
-    if (a.type != NpyType::int32) return Status::invalid("--" + option, "must be int32");
+    if (a.type != NpyType::int32)
+        return Status::invalid("--" + option, std::string("must be int32") +
+                                                  (a.type == NpyType::int64 ? ": save arr.astype('<i4')" : ""));
     if (a.shape.size() != 1) return Status::invalid("--" + option, "must be a vector [B + 1]");
     out = HostArray::from_int32(a.shape, a.to_int32());
     return Status::success();
@@ -124,6 +128,9 @@ Status run(const Options& o, std::ostream& os) {
     }
     Mask band;
     if (!(s = read_band(o, band)).ok()) return s;
+    BandFiles band_files;
+    if (!(s = read_band_files(o, band_files)).ok()) return s;
+    const Mask mask = band_files.given() ? band_files.mask() : band;
 
     Inputs in;
     if (!(s = read_tensor(o, "q", dtype, in.q)).ok()) return s;
@@ -135,7 +142,7 @@ Status run(const Options& o, std::ostream& os) {
 
     const Backend backend = resolve_backend(Backend(backend_index));
     Session session;
-    if (!(s = session.open(in, band, backend, scale, threads)).ok()) return s;
+    if (!(s = session.open(in, mask, backend, scale, threads)).ok()) return s;
     if (!(s = session.forward()).ok()) return s;
     if (in.has_dout() && !(s = session.backward()).ok()) return s;
     Outputs out;
@@ -145,7 +152,7 @@ Status run(const Options& o, std::ostream& os) {
     if (in.has_dout()) files.insert(files.end(), {{"dq", &out.dq}, {"dk", &out.dk}, {"dv", &out.dv}});
     os << "ccattn run: " << backend_name(backend) << " backend, " << dtype_name(dtype) << ", q " << dims(in.q) << ", k "
        << dims(in.k) << ", v " << dims(in.v) << (in.varlen() ? " (varlen)" : "") << "\n"
-       << "  mask: " << describe_band(band) << "\n";
+       << "  mask: " << (band_files.given() ? "band tensors from --band-lo, --band-hi" : describe_band(band)) << "\n";
     if (!(s = write_outputs(o.text("out-dir", ""), files)).ok()) return s;
     for (const Output& f : files)
         os << "  wrote " << (std::filesystem::path(o.text("out-dir", "")) / (std::string(f.name) + ".npy")).string()

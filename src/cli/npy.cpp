@@ -16,7 +16,7 @@ constexpr std::int64_t kMaxElements = std::int64_t(1) << 40;
 constexpr std::size_t kMaxHeaderBytes = std::size_t(1) << 20;  // numpy writes a few hundred
 constexpr std::size_t kReadChunk = std::size_t(64) << 20;
 
-int element_size(NpyType t) { return t == NpyType::float16 ? 2 : 4; }
+int element_size(NpyType t) { return t == NpyType::float16 ? 2 : t == NpyType::int64 ? 8 : 4; }
 
 // Reads n bytes; false at end of file or on a read error (a directory, a device that fails).
 bool read_exactly(std::istream& in, void* dst, std::size_t n) {
@@ -71,10 +71,12 @@ Status parse_header(const std::string& header, NpyType& type, std::vector<std::i
         type = NpyType::float16;
     else if (descr == "<i4")
         type = NpyType::int32;
+    else if (descr == "<i8")
+        type = NpyType::int64;
     else {
         const std::string hint = cast_hint(descr);
         return bad("has dtype '" + descr + "'" + (descr[0] == '>' ? " (big-endian)" : "") +
-                   "; only little-endian float32 and float16 (int32 for cu_seqlens) are read" +
+                   "; only little-endian float32 and float16 (int32 for cu_seqlens, int32 or int64 for band edges) are read" +
                    (hint.empty() ? "" : ": save " + hint));
     }
 
@@ -129,6 +131,17 @@ std::vector<float> NpyArray::to_float() const {
 std::vector<std::int32_t> NpyArray::to_int32() const {
     std::vector<std::int32_t> out(static_cast<std::size_t>(numel()));
     for (std::size_t e = 0; e < out.size(); ++e) out[e] = std::int32_t(read_le(&bytes[4 * e], 4));
+    return out;
+}
+
+std::vector<std::int64_t> NpyArray::to_int64() const {
+    if (type == NpyType::int32) {
+        const std::vector<std::int32_t> narrow = to_int32();
+        return {narrow.begin(), narrow.end()};
+    }
+    std::vector<std::int64_t> out(static_cast<std::size_t>(numel()));
+    for (std::size_t e = 0; e < out.size(); ++e)
+        out[e] = std::int64_t(read_le(&bytes[8 * e], 4)) | std::int64_t(std::uint64_t(read_le(&bytes[8 * e + 4], 4)) << 32);
     return out;
 }
 

@@ -1,5 +1,5 @@
-// NumPy .npy files (format versions 1 to 3): little-endian, C-order float32, float16 and int32
-// arrays in, float32 arrays out.
+// NumPy .npy files (format versions 1 to 3): little-endian, C-order float32, float16, int32 and
+// int64 arrays in, float32 arrays out.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 
 namespace ccattn::cli {
 
-enum class NpyType { float32, float16, int32 };
+enum class NpyType { float32, float16, int32, int64 };
 
 struct NpyArray {
     NpyType type = NpyType::float32;
@@ -22,6 +22,8 @@ struct NpyArray {
     std::vector<float> to_float() const;
     // Elements as int32 (int32 arrays).
     std::vector<std::int32_t> to_int32() const;
+    // Elements as int64 (int32 or int64 arrays).
+    std::vector<std::int64_t> to_int64() const;
 };
 
 // Reads `path`; errors name `what` (the option the file came from).

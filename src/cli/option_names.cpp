@@ -10,6 +10,8 @@ Status with_option_names(Status s, TensorSource source) {
         {"mask.compress_factor", "--compress-factor"},
         {"mask.diag_offset", "--diag-offset"},
         {"mask.window_left", "--window-left"},
+        {"mask.lo", "--band-lo"},
+        {"mask.hi", "--band-hi"},
         {"mask.block_sparse.tile_m", "--sparse-tile-m"},
         {"mask.block_sparse.tile_n", "--sparse-tile-n"},
         {"scale", "--scale"},

@@ -68,6 +68,8 @@ Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::o
     for (const auto& [slot, array] : slots)
         if (!(s = place(*slot, *array)).ok()) return s;
 
+    if (backend == Backend::cuda && mask.kind == MaskKind::band_tensors)
+        return Status::unsupported("mask.lo", "band tensors run on the CPU backend so far");
     Mask m = mask;
     if (backend == Backend::cuda && mask.kind == MaskKind::block_sparse) {
         BlockSparseMask& bs = m.block_sparse;

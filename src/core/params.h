@@ -7,6 +7,7 @@
 #include "ccattn/mask.h"
 #include "ccattn/tensor.h"
 #include "core/band.h"
+#include "core/band_tensors.h"
 #include "core/host_device.h"
 
 namespace ccattn::core {
@@ -60,6 +61,7 @@ struct AttnParams {
     BandSpec band;
     std::int64_t sparse_tile_m = 0, sparse_tile_n = 0;  // block-sparse tile sizes
     TileLists sparse_full, sparse_partial;
+    BandRows band_rows;  // band tensors (mask_kind == band_tensors)
     const Mask* host_mask = nullptr;  // host callables (mask_mod, custom band) for the CPU backend
 
     int num_threads = 0;
@@ -83,6 +85,11 @@ CCATTN_HD Sequence sequence(const AttnParams& p, int b) {
 // Element offset of (batch b, sequence row i, head h) in a tensor, given its sequence start row.
 CCATTN_HD std::int64_t offset(const Strides& s, int b, std::int64_t row0, std::int64_t i, int h) {
     return b * s.batch + (row0 + i) * s.row + h * s.head;
+}
+
+// The band tensors' band of sequence b (mask_kind == band_tensors).
+CCATTN_HD TensorBand tensor_band(const AttnParams& p, int b, const Sequence& s) {
+    return {p.band_rows, b, s.row_q, s.seqlen_k};
 }
 
 CCATTN_HD std::int64_t lse_offset(const AttnParams& p, int b, std::int64_t row0, std::int64_t i, int h) {

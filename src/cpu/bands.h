@@ -1,5 +1,5 @@
-// Band types for core's tile schedule, one per sequence: the built-in compressed band, and the
-// user's CustomBand wrapped to look the same, so both run through the same templated code.
+// Band types for core's tile schedule, one per sequence: the built-in compressed band, the user's
+// CustomBand wrapped to look the same, and band tensors, so all run through the same templated code.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,11 @@ struct CustomBands {
     CustomBandView operator()(int b, const core::Sequence& s) const {
         return {&p->host_mask->custom_band, b, s.seqlen_k};
     }
+};
+
+struct TensorBands {
+    const core::AttnParams* p;
+    core::TensorBand operator()(int b, const core::Sequence& s) const { return core::tensor_band(*p, b, s); }
 };
 
 }  // namespace ccattn::cpu

@@ -2,7 +2,7 @@
 //   query-major (forward, dQ): a query block visits the key blocks it sees;
 //   key-major (dK, dV): a key block visits the query blocks that see it.
 // An engine (one per thread) receives start(block), visit(other block, TileMask) ..., finish().
-// Bands (native and custom) go through core's tile schedule with GQA packing; mask_mod visits
+// Bands (native, custom and tensors) go through core's tile schedule with GQA packing; mask_mod visits
 // every tile as partial; block-sparse follows the user's lists, one query head per block.
 #pragma once
 
@@ -56,7 +56,7 @@ inline std::vector<Item> packed_items(const core::AttnParams& p, bool key_major)
     return items;
 }
 
-// ---- bands (native and custom): core's schedule ----
+// ---- bands (native, custom and tensors): core's schedule ----
 
 template <class Bands, class MakeEngine>
 void query_major_band(const core::AttnParams& p, Bands bands, MakeEngine make) {
@@ -221,6 +221,7 @@ void run_query_major(const core::AttnParams& p, MakeEngine make) {
     switch (p.mask_kind) {
         case MaskKind::band: plan::query_major_band(p, NativeBands{&p}, make); return;
         case MaskKind::custom_band: plan::query_major_band(p, CustomBands{&p}, make); return;
+        case MaskKind::band_tensors: plan::query_major_band(p, TensorBands{&p}, make); return;
         case MaskKind::mask_mod: plan::query_major_predicate(p, make); return;
         case MaskKind::block_sparse: plan::query_major_sparse(p, make); return;
     }
@@ -232,6 +233,7 @@ void run_key_major(const core::AttnParams& p, MakeEngine make) {
     switch (p.mask_kind) {
         case MaskKind::band: plan::key_major_band(p, NativeBands{&p}, make); return;
         case MaskKind::custom_band: plan::key_major_band(p, CustomBands{&p}, make); return;
+        case MaskKind::band_tensors: plan::key_major_band(p, TensorBands{&p}, make); return;
         case MaskKind::mask_mod: plan::key_major_predicate(p, make); return;
         case MaskKind::block_sparse: plan::key_major_sparse(p, make); return;
     }

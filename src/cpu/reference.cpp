@@ -77,6 +77,12 @@ bool reference_visible(const core::AttnParams& p, int b, int h, std::int64_t i, 
             const CustomBand& cb = p.host_mask->custom_band;
             return core::clamp(cb.lo(b, i), 0, seq.seqlen_k) <= j && j < core::clamp(cb.hi(b, i), 0, seq.seqlen_k);
         }
+        case MaskKind::band_tensors: {
+            // Read directly (not through core::TensorBand) so the oracle stays independent of it.
+            const core::RowTensor &lo = p.band_rows.lo, &hi = p.band_rows.hi;
+            const std::int64_t row = seq.row_q + i;
+            return core::clamp(lo.at(b, row), 0, seq.seqlen_k) <= j && j < core::clamp(hi.at(b, row), 0, seq.seqlen_k);
+        }
         case MaskKind::block_sparse: {
             std::int64_t mt = i / p.sparse_tile_m, nt = j / p.sparse_tile_n;
             if (in_tile_list(p.sparse_full, b, h, mt, nt)) return true;

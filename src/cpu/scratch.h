@@ -94,7 +94,8 @@ private:
 // copied to p's only after compute returned.
 template <class Compute>
 void compute_all_or_nothing(const core::AttnParams& p, bool backward, Compute compute) {
-    if (p.mask_kind == MaskKind::band) return compute(p);
+    // Native bands and band tensors call no host code: they write in place.
+    if (p.mask_kind == MaskKind::band || p.mask_kind == MaskKind::band_tensors) return compute(p);
     const ScratchOutputs scratch(p, backward);
     compute(scratch.params());
     scratch.commit();

@@ -79,6 +79,8 @@ Status check_supported(const core::AttnParams& p, bool backward) {
         return Status::unsupported("q", "query length times query heads per KV head must be below 2^31 - 2^16 on CUDA");
     if (p.mask_kind == MaskKind::custom_band)
         return Status::unsupported("mask.custom_band", "host callables run on the CPU backend only");
+    if (p.mask_kind == MaskKind::band_tensors)
+        return Status::unsupported("mask.lo", "band tensors run on the CPU backend so far");
     if (p.mask_kind == MaskKind::mask_mod || p.mask_kind == MaskKind::block_sparse) {
         if (p.band.compress_factor >= kMaxElementBandFactor)
             return Status::unsupported("mask.compress_factor", "must be below 2^31 for per-element masks on CUDA");

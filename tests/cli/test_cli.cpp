@@ -517,5 +517,98 @@ TEST_F(Cli, HelpAndUnknownCommands) {
     EXPECT_EQ(ccattn("").code, 2);
 }
 
+// ---- band tensors: --band-lo / --band-hi ----
+
+void write_i64(const fs::path& p, const Shape& s, const std::vector<std::int64_t>& x) {
+    write_npy(p, "<i8", s, x.data(), 8 * x.size());
+}
+void write_i32(const fs::path& p, const Shape& s, const std::vector<std::int32_t>& x) {
+    write_npy(p, "<i4", s, x.data(), 4 * x.size());
+}
+
+// Edges of the causal band cf 3, delta 2, window 4 for `batch` sequences of sq rows.
+void band_edges(int batch, std::int64_t sq, std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi) {
+    for (int b = 0; b < batch; ++b)
+        for (std::int64_t i = 0; i < sq; ++i) {
+            lo.push_back(core::floor_div(i + 2, 3) - 4);  // negative early: clamped to 0
+            hi.push_back(core::floor_div(i + 2, 3) + 1);
+        }
+}
+
+// run with band files describing the built-in band writes the same bytes as run with that band.
+TEST_F(Cli, RunBandTensorsEqualTheBuiltInBand) {
+    std::mt19937_64 rng(3);
+    const Shape qs = {2, 37, 4, 24}, ks = {2, 13, 2, 24}, os = {2, 37, 4, 24};
+    write_f32(path("q.npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    write_f32(path("do.npy"), os, random_floats(numel(os), rng));
+    std::vector<std::int64_t> lo, hi;
+    band_edges(2, 37, lo, hi);
+    write_i64(path("lo.npy"), {2, 37}, lo);
+    write_i32(path("hi.npy"), {2, 37}, std::vector<std::int32_t>(hi.begin(), hi.end()));
+    const std::string inputs = "run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy") +
+                               " --dout " + path("do.npy") + " --backend cpu --threads 2";
+    Result r = ccattn(inputs + " --causal --compress-factor 3 --diag-offset 2 --window-left 4 --out-dir " + path("band"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = ccattn(inputs + " --band-lo " + path("lo.npy") + " --band-hi " + path("hi.npy") + " --out-dir " + path("tensors"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("band tensors"), std::string::npos) << r.out;
+    for (const char* name : {"out.npy", "lse.npy", "dq.npy", "dk.npy", "dv.npy"})
+        EXPECT_EQ(slurp(dir_ / "band" / name), slurp(dir_ / "tensors" / name)) << name;
+}
+
+TEST_F(Cli, CheckBandTensorsFixedAndVarlen) {
+    std::vector<std::int64_t> lo, hi;
+    band_edges(2, 70, lo, hi);
+    write_i64(path("lo.npy"), {2, 70}, lo);
+    write_i64(path("hi.npy"), {2, 70}, hi);
+    write_i64(path("lo_t.npy"), {140}, lo);  // varlen [Tq]: two documents of 70 rows
+    write_i64(path("hi_t.npy"), {140}, hi);
+    const std::string common = " --heads-q 4 --heads-kv 2 --dim-qk 32 --dim-v 16 --threads 2 --bwd --backend cpu";
+    for (const std::string& extra :
+         {" --batch 2 --seqlen-q 70 --seqlen-k 20 --band-lo " + path("lo.npy") + " --band-hi " + path("hi.npy"),
+          " --documents 70:25,70:9 --band-lo " + path("lo_t.npy") + " --band-hi " + path("hi_t.npy")}) {
+        const Result r = ccattn("check" + common + extra);
+        EXPECT_EQ(r.code, 0) << extra << "\n" << r.out << r.err;
+        EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("band tensors"), std::string::npos) << r.out;
+    }
+    const Result b = ccattn("bench --batch 2 --seqlen-q 70 --seqlen-k 20 --iters 1 --warmup 0" + common + " --band-lo " +
+                            path("lo.npy") + " --band-hi " + path("hi.npy") + " --csv " + path("b.csv"));
+    EXPECT_EQ(b.code, 0) << b.out << b.err;
+    EXPECT_NE(slurp(path("b.csv")).find(",forward,cpu,band_tensors,bf16,"), std::string::npos);
+}
+
+TEST_F(Cli, BandTensorErrorsNameTheOption) {
+    std::vector<std::int64_t> lo, hi;
+    band_edges(2, 70, lo, hi);
+    write_i64(path("lo.npy"), {2, 70}, lo);
+    write_i64(path("hi.npy"), {2, 70}, hi);
+    std::vector<std::int64_t> falling = hi;
+    falling[70 + 40] = 0;  // sequence 1, row 40
+    write_i64(path("falling.npy"), {2, 70}, falling);
+    write_i64(path("short.npy"), {2, 69}, std::vector<std::int64_t>(hi.begin(), hi.begin() + 138));
+    write_f32(path("float.npy"), {2, 70}, std::vector<float>(140, 0.f));
+    const std::string sizes = "check --batch 2 --seqlen-q 70 --seqlen-k 20 --threads 2 --backend cpu ";
+    const std::string files = " --band-lo " + path("lo.npy") + " --band-hi " + path("hi.npy");
+    struct Bad {
+        std::string args, option, says;
+    };
+    const Bad cases[] = {
+        {sizes + "--band-lo " + path("lo.npy") + " --band-hi " + path("falling.npy"), "--band-hi", "row 40 of sequence 1"},
+        {sizes + "--band-lo " + path("short.npy") + " --band-hi " + path("hi.npy"), "--band-lo", "70"},
+        {sizes + "--band-lo " + path("lo.npy") + " --band-hi " + path("float.npy"), "--band-hi", "int32 or int64"},
+        {sizes + "--band-lo " + path("lo.npy"), "--band-hi", "both"},
+        {sizes + "--causal" + files, "--band-lo", "--causal"},
+        {sizes + "--mask mask_mod" + files, "--band-lo", "native"},
+    };
+    for (const Bad& c : cases) {
+        const Result r = ccattn(c.args);
+        EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out << r.err;
+        EXPECT_NE(r.err.find("'" + c.option + "'"), std::string::npos) << "stderr: " << r.err;
+        EXPECT_NE(r.err.find(c.says), std::string::npos) << "stderr: " << r.err;
+    }
+}
+
 }  // namespace
 }  // namespace ccattn::test

@@ -1,0 +1,41 @@
+// Band tensors (Mask::band_tensors) as the tile schedule sees them: one int32 or int64 tensor per
+// edge, read per row, and a band type with lo(i) / hi(i) clamped to [0, Sk] like the built-in band,
+// so core/schedule.h classifies its tiles from their edge rows with no special case.
+#pragma once
+
+#include <cstdint>
+
+#include "core/band.h"
+#include "core/host_device.h"
+
+namespace ccattn::core {
+
+// One edge tensor, [B, Sq] (batch_stride set) or [Tq] with varlen (batch_stride 0, rows global).
+struct RowTensor {
+    const void* data = nullptr;
+    bool wide = false;  // int64, else int32
+    std::int64_t batch_stride = 0, row_stride = 0;
+
+    CCATTN_HD std::int64_t at(int b, std::int64_t row) const {
+        const std::int64_t x = b * batch_stride + row * row_stride;
+        return wide ? static_cast<const std::int64_t*>(data)[x] : static_cast<const std::int32_t*>(data)[x];
+    }
+};
+
+struct BandRows {
+    RowTensor lo, hi;
+};
+
+// The band of sequence b: its query i is tensor row row0 + i (row0 = the sequence's first row
+// with varlen, 0 otherwise).
+struct TensorBand {
+    BandRows rows;
+    int b = 0;
+    std::int64_t row0 = 0;
+    std::int64_t seqlen_k = 0;
+
+    CCATTN_HD std::int64_t lo(std::int64_t i) const { return clamp(rows.lo.at(b, row0 + i), 0, seqlen_k); }
+    CCATTN_HD std::int64_t hi(std::int64_t i) const { return clamp(rows.hi.at(b, row0 + i), 0, seqlen_k); }
+};
+
+}  // namespace ccattn::core
