@@ -45,6 +45,7 @@ Status unsupported_reason(const core::AttnParams& p) {
                                                " x " + std::to_string(tile.block_n) + " tiles");
             break;
         case MaskKind::custom_band: return Status::unsupported("mask.custom_band", "host callables run on the CPU only");
+        case MaskKind::band_tensors: return Status::unsupported("mask.lo", "band tensors run on the CPU backend so far");
     }
     // The softmax takes row maxima of the raw scores and masks with -inf: it needs scale > 0.
     if (!(p.scale_log2 > 0.f)) return Status::unsupported("scale", "the sm90 kernel needs a positive scale");
