@@ -83,40 +83,9 @@ Edges random_edges(const Problem& pr, std::uint64_t seed) {
     return e;
 }
 
-struct Outputs {
-    Buffer out, dq, dk, dv;
-    std::vector<float> lse;
-};
-
-Outputs run(Problem& pr, const Mask& mask) {
-    pr.run_forward(mask);
-    pr.run_backward(mask);
-    return {pr.out, pr.dq, pr.dk, pr.dv, pr.lse};
-}
-
-void expect_same_bits(const Outputs& a, const Outputs& b, const std::string& what) {
-    EXPECT_TRUE(same_bits(a.out, b.out)) << what << ": out";
-    EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float))) << what << ": lse";
-    EXPECT_TRUE(same_bits(a.dq, b.dq)) << what << ": dq";
-    EXPECT_TRUE(same_bits(a.dk, b.dk)) << what << ": dk";
-    EXPECT_TRUE(same_bits(a.dv, b.dv)) << what << ": dv";
-}
-
-Config config(std::int64_t sq, std::int64_t sk, int hq, int hkv, int d, DType t, std::uint64_t seed) {
-    Config c;
-    c.seqlen_q = sq;
-    c.seqlen_k = sk;
-    c.heads_q = hq;
-    c.heads_kv = hkv;
-    c.dim_qk = c.dim_v = d;
-    c.dtype = t;
-    c.seed = seed;
-    return c;
-}
-
 Config varlen(std::vector<std::int32_t> lq, std::vector<std::int32_t> lk, int hq, int hkv, int d, DType t,
               std::uint64_t seed) {
-    Config c = config(0, 0, hq, hkv, d, t, seed);
+    Config c = make_config(0, 0, hq, hkv, d, t, seed);
     c.lens_q = std::move(lq);
     c.lens_k = std::move(lk);
     return c;
@@ -130,11 +99,11 @@ struct Case {
 
 std::vector<Case> cases() {
     return {
-        {"odd_fixed_gqa", config(301, 227, 4, 2, 64, DType::bf16, 1)},
-        {"batch2_fp16", [] { Config c = config(131, 389, 2, 1, 32, DType::fp16, 2); c.batch = 2; return c; }()},
-        {"strided", [] { Config c = config(97, 150, 3, 3, 48, DType::bf16, 3); c.strided = true; return c; }()},
+        {"odd_fixed_gqa", make_config(301, 227, 4, 2, 64, DType::bf16, 1)},
+        {"batch2_fp16", [] { Config c = make_config(131, 389, 2, 1, 32, DType::fp16, 2); c.batch = 2; return c; }()},
+        {"strided", [] { Config c = make_config(97, 150, 3, 3, 48, DType::bf16, 3); c.strided = true; return c; }()},
         {"varlen_gqa", varlen({77, 0, 260, 1}, {190, 5, 133, 300}, 4, 1, 64, DType::bf16, 4)},
-        {"one_row", config(1, 70, 2, 2, 16, DType::fp16, 5)},
+        {"one_row", make_config(1, 70, 2, 2, 16, DType::fp16, 5)},
     };
 }
 
@@ -197,7 +166,7 @@ INSTANTIATE_TEST_SUITE_P(Cpu, BandTensors, ::testing::ValuesIn(cases()),
 
 // Rows that see nothing give out 0 and lse -inf; rows that see every key the unmasked result.
 TEST(BandTensorRows, EmptyAndFullRows) {
-    Problem pr(config(40, 30, 2, 1, 32, DType::bf16, 9));
+    Problem pr(make_config(40, 30, 2, 1, 32, DType::bf16, 9));
     // Rows 0-19: lo = hi = i - 21 (negative, so empty); rows 20-39: lo -100, hi 1000. Raw lo falls at
     // row 20, but clamped to [0, Sk] both edges are monotone, which is all the definition asks.
     Edges e;
@@ -213,7 +182,7 @@ TEST(BandTensorRows, EmptyAndFullRows) {
             EXPECT_EQ(pr.lse_at(i, h), -std::numeric_limits<double>::infinity());
             EXPECT_EQ(pr.out.at(i, h, 0), 0.0);
         }
-    Problem full(config(40, 30, 2, 1, 32, DType::bf16, 9));
+    Problem full(make_config(40, 30, 2, 1, 32, DType::bf16, 9));
     const Outputs unmasked = run(full, Mask::none());
     for (std::int64_t i = 20; i < 40; ++i)
         for (int e2 = 0; e2 < 32; ++e2) EXPECT_EQ(pr.out.at(i, 0, e2), unmasked.out.at(i, 0, e2));

@@ -43,37 +43,6 @@ Mask custom_band(LiteralRule rule) {
     return m;
 }
 
-struct Outputs {
-    Buffer out, dq, dk, dv;
-    std::vector<float> lse;
-};
-
-Outputs run(Problem& pr, const Mask& mask) {
-    pr.run_forward(mask);
-    pr.run_backward(mask);
-    return {pr.out, pr.dq, pr.dk, pr.dv, pr.lse};
-}
-
-void expect_same_bits(const Outputs& a, const Outputs& b, const std::string& what) {
-    EXPECT_TRUE(same_bits(a.out, b.out)) << what << ": out";
-    EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float))) << what << ": lse";
-    EXPECT_TRUE(same_bits(a.dq, b.dq)) << what << ": dq";
-    EXPECT_TRUE(same_bits(a.dk, b.dk)) << what << ": dk";
-    EXPECT_TRUE(same_bits(a.dv, b.dv)) << what << ": dv";
-}
-
-Config make_config(std::int64_t sq, std::int64_t sk, int hq, int hkv, int d, DType t, std::uint64_t seed) {
-    Config c;
-    c.seqlen_q = sq;
-    c.seqlen_k = sk;
-    c.heads_q = hq;
-    c.heads_kv = hkv;
-    c.dim_qk = c.dim_v = d;
-    c.dtype = t;
-    c.seed = seed;
-    return c;
-}
-
 // ---- the three mechanisms and the custom band on the same band ----
 
 struct AgreeCase {
