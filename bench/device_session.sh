@@ -161,16 +161,30 @@ fi
 if has profile; then
   echo "== profile"
   ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  profile_case() {  # name, then ccattn bench arguments
-    local name=$1; shift
-    timeout 180 "$ncu_bin" --clock-control none -k regex:backward_kernel -c 1 --section SpeedOfLight \
-      --section WarpStateStats --section Occupancy --section LaunchStats \
-      "$build/src/cli/ccattn" bench --backend cuda --bwd --iters 1 --warmup 0 "$@" > "$logs/ncu-$name.txt" 2>&1
-    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Stall|Achieved Occupancy|Block Size|Grid Size" \
-      "$logs/ncu-$name.txt" | head -24
+  profile_case() {  # name, kernel regex, then ccattn bench arguments
+    local name=$1 kernel=$2; shift 2
+    # The full set with per-instruction stall counts (SourceCounters): the SASS table says where it waits.
+    # The report stays in /root (too large to come back); its details page and SASS table travel.
+    timeout 240 "$ncu_bin" --clock-control none -k "regex:$kernel" -c 1 --set full -f -o "/root/ncu-$name" \
+      "$build/src/cli/ccattn" bench --backend cuda --iters 1 --warmup 0 "$@" > "$logs/ncu-$name.log" 2>&1
+    "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page details > "$logs/ncu-$name.txt" 2>&1
+    "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$name.csv" 2>&1
+    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size" \
+      "$logs/ncu-$name.txt" | head -12
   }
-  profile_case causal_16k_h16 --causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16
-  profile_case nsa_64k --causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31
+  causal16k=(--causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16)
+  nsa64k=(--causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
+  IFS=, read -ra wanted <<< "${PROFILE_CASES:-bwd_causal_16k,bwd_nsa_64k}"
+  for c in "${wanted[@]}"; do
+    case $c in
+      bwd_causal_16k) profile_case "$c" backward_kernel --bwd "${causal16k[@]}" ;;
+      bwd_nsa_64k)    profile_case "$c" backward_kernel --bwd "${nsa64k[@]}" ;;
+      fwd_causal_16k) profile_case "$c" forward_kernel "${causal16k[@]}" ;;
+      fwd_nsa_64k)    profile_case "$c" forward_kernel "${nsa64k[@]}" ;;
+      *) echo "profile: unknown case $c" ;;
+    esac
+    save
+  done
 fi
 
 if has ceilings; then

@@ -3,7 +3,8 @@
 # gpu, then compute-sanitizer memcheck and racecheck on the small-shape subsets of the kernel tests.
 # Logs go to $OUT when it is set, else to <build>/gpu-test-logs. BUILD_DIR picks the build (default build).
 # Exits non-zero when any step fails; every step runs regardless, each with a time limit (a hung
-# kernel fails its test instead of holding the machine).
+# kernel fails its test instead of holding the machine). For a quick check during development:
+# TESTS_REGEX (ctest -R) picks tests, SANITIZE=0 skips the sanitizers.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -12,7 +13,7 @@ mkdir -p "$logs"
 status=0
 
 echo "== ctest -L gpu"
-ctest --test-dir "$build" -L gpu --output-on-failure --timeout 180 -j "$(nproc)" 2>&1 | tee "$logs/ctest-gpu.log" || status=1
+ctest --test-dir "$build" -L gpu ${TESTS_REGEX:+-R "$TESTS_REGEX"} --output-on-failure --timeout 180 -j "$(nproc)" 2>&1 | tee "$logs/ctest-gpu.log" || status=1
 
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # test binary -> the tests small enough to run under the sanitizer
@@ -21,6 +22,7 @@ declare -A subsets=(
   [test_backward]='*SanitizerSmall*'
   [test_sm90_forward]='Sm90Forward.EmptyRowsAndTiles:Sm90Forward.VarlenWithEmptySequences:Sm90Forward.MaskMod:Sm90Forward.BlockSparse'
 )
+[ "${SANITIZE:-1}" = 1 ] || subsets=()
 for binary in "${!subsets[@]}"; do
   path="$build/tests/cuda/$binary"
   [ -x "$path" ] || { echo "== $binary: not built, skipped"; continue; }

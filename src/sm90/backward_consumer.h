@@ -6,7 +6,7 @@
 //                                               register A operands), and dSᵀ goes to shared memory
 //   dQ = dS K                                   both warp groups' dSᵀ; warp group w: head-dim half w,
 //                                               staged in shared memory and added into the fp32 dQ
-//                                               accumulator by bulk reductions
+//                                               accumulator by TMA reduce-adds
 // At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
 #pragma once
 
@@ -21,6 +21,7 @@
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
 #include "sm90/backward_cta.h"
+#include "sm90/backward_params.h"
 #include "sm90/fragment.h"
 #include "sm90/named_barriers.h"
 #include "sm90/wgmma.h"
@@ -103,15 +104,23 @@ struct BackwardConsumer {
         }
     }
 
-    // This warp group's dQ half of a q-tile added into the fp32 dQ accumulator: staged in shared
-    // memory (column pairs as st.shared.v2.f32), then one bulk reduction (cp.reduce.async.bulk .add.f32)
-    // per row, issued by the reduce warp's lanes, so that the L2 sees whole rows (256 bytes at d128)
-    // instead of scattered 8-byte atomics. The staging buffer is reused once the previous reductions have read it.
+    // This warp group's dQ half of a q-tile added into the fp32 dQ accumulator. By TMA: staged in
+    // shared memory as the swizzled boxes the tensor map describes (column pairs as st.shared.v2.f32,
+    // conflict-free), then one reduce-add (cp.reduce.async.bulk.tensor .add) per 32-column box, issued
+    // by one thread, so that no warp of the group waits on a per-row issue loop. The staging buffer is
+    // reused once the previous reduce-adds have read it. Tiles that do not move by TMA add their rows
+    // with float2 atomics.
     template <class Acc, class Coords>
-    CUTE_DEVICE static void add_dq(const sm80::BackwardParams& bp, const typename Traits::RowData& rows,
-                                   float (*sdq)[Traits::kDqStride], const Acc& acc, const Coords& cq, int wg,
-                                   bool reduce_warp) {
-        if (reduce_warp) tma_store_wait<0>();
+    CUTE_DEVICE static void add_dq(const BackwardKernelParams& kp, const BackwardCta& cta, const sm80::QTile& t,
+                                   const typename Traits::RowData& rows, float (*sdq)[kBlockM][Traits::kDqBoxCols],
+                                   const Acc& acc, const Coords& cq, int wg, bool issuer) {
+        if (!kp.tile_by_tma(cta.seq, t, kBlockM)) {
+            atomic_add_rows(acc, cq, 1.f, [&](int r) -> float* {
+                return rows.dq_row[r] < 0 ? nullptr : kp.bp.dq_accum + rows.dq_row[r];
+            });
+            return;
+        }
+        if (issuer) tma_store_wait<0>();
         warp_group_sync(wg);
         CUTE_UNROLL
         for (int r = 0; r < size<0>(acc); ++r) {
@@ -119,29 +128,28 @@ struct BackwardConsumer {
             CUTE_UNROLL
             for (int c = 0; c < size<1>(acc); c += 2) {
                 const int col = get<1>(cq(r, c)) - wg * Traits::kDqCols;
-                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(cast_smem_ptr_to_uint(&sdq[row][col])),
-                             "f"(acc(r, c)), "f"(acc(r, c + 1)));
+                const int box = col / Traits::kDqBoxCols, in_box = col % Traits::kDqBoxCols;
+                // 128-byte swizzle: 16-byte chunk k of row r lies at chunk k ^ (r % 8).
+                float* dst = &sdq[box][row][((in_box / 4) ^ (row % 8)) * 4 + in_box % 4];
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(cast_smem_ptr_to_uint(dst)), "f"(acc(r, c)),
+                             "f"(acc(r, c + 1)));
             }
         }
-        cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by the bulk copies
+        cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by the TMA unit
         warp_group_sync(wg);
-        if (!reduce_warp) return;
-        const int lane = threadIdx.x % 32;
+        if (!issuer) return;
+        const int row = int(cta.q_row0 + t.m_block * kBlockM / t.pack);  // dense row of the tile's first query
         CUTE_UNROLL
-        for (int row = lane; row < kBlockM; row += 32) {
-            const std::int64_t dq_row = rows.dq_row[row];
-            if (dq_row < 0) continue;
-            float* dst = bp.dq_accum + dq_row + wg * Traits::kDqCols;
-            asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-                         "r"(cast_smem_ptr_to_uint(&sdq[row][0])), "n"(Traits::kDqCols * 4)
-                         : "memory");
-        }
+        for (int box = 0; box < Traits::kDqBoxes; ++box)
+            SM90_TMA_REDUCE_ADD_4D::copy(&kp.tma_dq, &sdq[box][0][0], wg * Traits::kDqCols + box * Traits::kDqBoxCols,
+                                         t.head0, row, 0);
         tma_store_arrive();
     }
 
     // ct: this thread's index among the consumer threads, 0..255.
-    CUTE_DEVICE static void run(const sm80::BackwardParams& bp, const BackwardCta& cta,
+    CUTE_DEVICE static void run(const BackwardKernelParams& kp, const BackwardCta& cta,
                                 typename Traits::SharedStorage& smem, int ct) {
+        const sm80::BackwardParams& bp = kp.bp;
         const core::AttnParams& p = bp.p;
         typename Traits::TiledMmaS mma_s;
         typename Traits::TiledMmadP mma_dp;
@@ -189,11 +197,11 @@ struct BackwardConsumer {
         clear(acc_dk);
         CUTE_STATIC_ASSERT_V(size<2>(tdVrP) == size<2>(tdVrdO) && size<2>(tdKrdS) == size<2>(tdKrQ));
 
-        // dQ fragment coordinates (packed row, head-dim column); the first warp of each warp group
-        // issues its bulk reductions.
+        // dQ fragment coordinates (packed row, head-dim column); the first thread of each warp group
+        // issues its reduce-adds.
         auto cq = rowcol_view(thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kDimQK>>{})));
         const int wg = ct / Traits::kWarpGroupThreads;
-        const bool reduce_warp = ct % Traits::kWarpGroupThreads < 32;
+        const bool dq_issuer = ct % Traits::kWarpGroupThreads == 0;
 
         // (key, packed row) of every Sᵀ element of this thread, as (rows, cols).
         auto cs = rowcol_view(thr_s.partition_C(make_identity_tensor(ShapeS{})));
@@ -285,10 +293,10 @@ struct BackwardConsumer {
             warpgroup_fence_operand(acc_dv);
             warpgroup_fence_operand(acc_dk);
 
-            add_dq(bp, rows, smem.dq[wg], rowcol_view(acc_dq), cq, wg, reduce_warp);
+            add_dq(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq), cq, wg, dq_issuer);
             Barrier::arrive(&smem.empty[stage]);  // this thread is done with the stage
         }
-        if (reduce_warp) tma_store_wait<0>();  // the last reductions have read the staging buffer
+        if (dq_issuer) tma_store_wait<0>();  // the last reduce-adds have read the staging buffer
 
         // dK, dV of this CTA's keys: written, or added into the fp32 accumulators of a chunked q range.
         using ShapedK = Shape<Int<kBlockN>, Int<kDimQK>>;

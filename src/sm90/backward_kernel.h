@@ -16,6 +16,7 @@
 #include "sm80/backward_schedule.h"
 #include "sm90/backward_consumer.h"
 #include "sm90/backward_cta.h"
+#include "sm90/backward_params.h"
 #include "sm90/backward_producer.h"
 #include "sm90/backward_traits.h"
 
@@ -23,13 +24,14 @@ namespace ccattn::sm90 {
 
 template <class Traits, bool kElementMasks>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
-    backward_kernel(CUTE_GRID_CONSTANT sm80::BackwardParams const bp) {
+    backward_kernel(CUTE_GRID_CONSTANT BackwardKernelParams const kp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using Barrier = cutlass::arch::ClusterBarrier;
     extern __shared__ __align__(1024) char smem_buf[];
     auto& smem = *reinterpret_cast<typename Traits::SharedStorage*>(smem_buf);
     if (threadIdx.x == 0 && cute::cast_smem_ptr_to_uint(smem_buf) % 1024 != 0) __trap();  // swizzle atoms
 
+    const sm80::BackwardParams& bp = kp.bp;
     const BackwardCta cta = BackwardCta::make(bp, Traits::kBlockN);
     if (cta.n0 >= cta.seq.seqlen_k) return;  // past this sequence's keys: nothing to write
 
@@ -48,10 +50,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const int warp_group = threadIdx.x / Traits::kWarpGroupThreads;
     if (warp_group == 0) {
         cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegisters>();
-        BackwardProducer<Traits>::run(bp, cta, smem, threadIdx.x);
+        BackwardProducer<Traits>::run(kp, cta, smem, threadIdx.x);
     } else {
         cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
-        BackwardConsumer<Traits, kElementMasks>::run(bp, cta, smem, threadIdx.x - Traits::kWarpGroupThreads);
+        BackwardConsumer<Traits, kElementMasks>::run(kp, cta, smem, threadIdx.x - Traits::kWarpGroupThreads);
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built for a target without wgmma / setmaxnreg: sm_90a is required
@@ -69,7 +71,7 @@ cudaError_t launch_backward(const sm80::BackwardParams& bp, cudaStream_t stream)
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSharedBytes);
     if (err != cudaSuccess) return err;
     const dim3 grid(unsigned(ctas), unsigned(p.heads_kv), unsigned(p.batch));
-    kernel<<<grid, Traits::kThreads, Traits::kSharedBytes, stream>>>(bp);
+    kernel<<<grid, Traits::kThreads, Traits::kSharedBytes, stream>>>(make_backward_params(bp, Traits::kBlockM));
     return cudaGetLastError();
 }
 

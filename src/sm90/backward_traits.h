@@ -111,10 +111,12 @@ struct BackwardTraits {
         bool valid;  // false: the schedule has ended
     };
 
-    // dQ of a q-tile, staged per consumer warp group (its head-dim half) for the bulk reductions into
-    // the fp32 accumulator: rows padded by 32 bytes against bank conflicts of the fragment stores.
+    // dQ of a q-tile, staged per consumer warp group (its head-dim half) for the TMA reduce-add into
+    // the fp32 accumulator: boxes of 32 columns x kBlockM rows, 128-byte rows swizzled as TMA reads them.
     static constexpr int kDqCols = kDimQK / 2;
-    static constexpr int kDqStride = kDqCols + 8;
+    static constexpr int kDqBoxCols = 32;
+    static constexpr int kDqBoxes = kDqCols / kDqBoxCols;
+    static_assert(kDqCols % kDqBoxCols == 0);
 
     struct SharedStorage {
         cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
@@ -122,7 +124,7 @@ struct BackwardTraits {
         cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
         cute::array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
         cute::array_aligned<Element, cosize_v<SmemLayoutdSt>, 1024> ds;
-        alignas(128) float dq[kConsumerWarpGroups][kBlockM][kDqStride];
+        alignas(1024) float dq[kConsumerWarpGroups][kDqBoxes][kBlockM][kDqBoxCols];
         RowData rows[kStages];
         TileSlot slots[kStages];
         sm80::QTileSchedule schedule;  // advanced by the producer's first thread
