@@ -1,4 +1,5 @@
-"""The body of test_distributed.py: runs in every process of a spawned gloo group (CPU, 127.0.0.1).
+"""The body of test_distributed.py: runs in every process of a spawned gloo group (CPU, 127.0.0.1),
+or of an NCCL group on CUDA devices (one per rank; the tensors' default device is the rank's GPU).
 
 Every case builds the full problem from a fixed seed (the same on every rank), runs the
 single-process call on the full sequence, runs the context-parallel call on this rank's shard, and
@@ -61,7 +62,8 @@ class Check:
 
 
 def rand(gen, *shape, dtype, scale=1.0):
-    return (scale * torch.randn(*shape, generator=gen)).to(dtype)
+    # drawn on the CPU (the generator's device), so that every backend sees the same numbers
+    return (scale * torch.randn(*shape, generator=gen, device="cpu")).to(device=torch.get_default_device(), dtype=dtype)
 
 
 def leaves(*ts):
@@ -252,7 +254,7 @@ def nsa_leak_case(rank, world, *, seed=3, l=8, d=4, chunk=5, hq=4, hkv=2, d_head
         positions = torch.cat([torch.arange(a, b) for a, b in cp.query_ranges(total, rank, world, layout)])
         seen_past = 0
         for t in range(total):
-            g = torch.randn(out.shape[2:], generator=torch.Generator().manual_seed(t)).to(out)
+            g = torch.randn(out.shape[2:], generator=torch.Generator().manual_seed(t), device="cpu").to(out)
             sel = (positions == t).to(out.dtype)[None, :, None, None]  # only the rank holding t contributes
             dk, dv = torch.autograd.grad((out * sel * g).sum(), (lk, lv), retain_graph=True)
             future = positions > t
@@ -328,14 +330,33 @@ def cases(world):
 CASE_NAMES = list(cases(2))
 
 
-def run(rank, world_size, store_path, out_dir):
+def nccl_cases(world):
+    """The NCCL path on CUDA tensors: head dims the GPU kernels run (64), fixed length, varlen, NSA."""
+    return {
+        "nccl_cf1_causal_gqa": lambda r, w: fixed_case(r, w, seed=1, cf=1, dqk=64, dv=64),
+        "nccl_cf4_negative_delta_mqa": lambda r, w: fixed_case(r, w, seed=2, cf=4, delta=-3, hq=4, hkv=1, dqk=64,
+                                                               dv=64, chunk=8),
+        "nccl_varlen_cf4_gqa": lambda r, w: varlen_case(r, w, seed=10, cf=4, delta=-7, hq=8, hkv=2, dqk=64, dv=64,
+                                                        extra_keys=(0, -1)),
+        "nccl_nsa_l8_d4": lambda r, w: nsa_case(r, w, seed=12, l=8, d=4, chunk=8, d_head=64),
+    }
+
+
+NCCL_CASE_NAMES = list(nccl_cases(1))
+
+
+def run(rank, world_size, store_path, out_dir, backend="gloo"):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast (the device machines' rule)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world_size,
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        torch.set_default_device(f"cuda:{rank}")
+    dist.init_process_group(backend, init_method=f"file://{store_path}", rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=60))
     results = {}
     try:
-        for name, case in cases(world_size).items():
+        for name, case in (nccl_cases if backend == "nccl" else cases)(world_size).items():
             start = time.perf_counter()
             try:
                 check = case(rank, world_size)

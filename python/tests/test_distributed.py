@@ -24,31 +24,51 @@ WORLD_SIZES = [2, 3, 4]
 _results = {}
 
 
-def group_results(world_size, tmp_path_factory):
+def group_results(world_size, tmp_path_factory, backend="gloo"):
     """Spawns the group once (the first test of a world size) and keeps its results, or its failure."""
-    if world_size not in _results:
+    key = (backend, world_size)
+    if key not in _results:
         import torch.multiprocessing as mp
 
-        tmp = tmp_path_factory.mktemp(f"cp{world_size}")
+        tmp = tmp_path_factory.mktemp(f"cp{backend}{world_size}")
         try:
-            mp.spawn(cp_worker.run, args=(world_size, str(tmp / "store"), str(tmp)), nprocs=world_size, join=True)
-            _results[world_size] = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(world_size)]
+            mp.spawn(cp_worker.run, args=(world_size, str(tmp / "store"), str(tmp), backend), nprocs=world_size,
+                     join=True)
+            _results[key] = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(world_size)]
         except Exception as e:  # noqa: BLE001 (every test of this group reports it)
-            _results[world_size] = f"the group of {world_size} processes failed: {type(e).__name__}: {e}"
-    result = _results[world_size]
+            _results[key] = f"the {backend} group of {world_size} processes failed: {type(e).__name__}: {e}"
+    result = _results[key]
     if isinstance(result, str):
         pytest.fail(result)
     return result
 
 
-@pytest.mark.parametrize("case", cp_worker.CASE_NAMES)
-@pytest.mark.parametrize("world_size", WORLD_SIZES)
-def test_context_parallel(world_size, case, tmp_path_factory):
-    per_rank = group_results(world_size, tmp_path_factory)
+def check_case(per_rank, case):
     failures = [f"rank {r}: {e}" for r, res in enumerate(per_rank) if case in res for e in res[case]["errors"]]
     missing = [r for r, res in enumerate(per_rank) if case not in res]
     assert not missing, f"ranks {missing} did not run case {case}"
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("case", cp_worker.CASE_NAMES)
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
+def test_context_parallel(world_size, case, tmp_path_factory):
+    check_case(group_results(world_size, tmp_path_factory), case)
+
+
+def nccl_world_sizes():
+    """NCCL groups of one process per GPU: 1 (the path through NCCL on one device), and 2, 4, 8 where
+    this machine has that many GPUs."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [w for w in (1, 2, 4, 8) if w <= gpus]
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and torch.distributed.is_nccl_available()),
+                    reason="needs CUDA and torch.distributed with NCCL")
+@pytest.mark.parametrize("case", cp_worker.NCCL_CASE_NAMES)
+@pytest.mark.parametrize("world_size", nccl_world_sizes() or [1])
+def test_context_parallel_nccl(world_size, case, tmp_path_factory):
+    check_case(group_results(world_size, tmp_path_factory, backend="nccl"), case)
 
 
 # ---- the layout helpers, in this process (no group needed) ----
