@@ -37,7 +37,8 @@
 # Environment: CASES (comma-separated, in this order; default all), MASKS (ccattn's mechanisms,
 #   default native,block_sparse,mask_mod), IMPLS (peers, default all), BUILD_DIR (/root/build),
 #   CSV (/root/results.csv), FA4_DIR (.peers/fa4), BUDGET_S (480: no new bench or peer work after that
-#   many seconds of this call), OUT (set by the device tool; /tmp/ccattn-session otherwise).
+#   many seconds of this call), PEER_REP_MS (each peer's timing window, default 200), OUT (set by the
+#   device tool; /tmp/ccattn-session otherwise).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 start=$(date +%s)
@@ -210,7 +211,8 @@ if has peers; then
   echo "== peers"
   # Exit 4: a kernel fault lost the CUDA context; its row is written, so a new process goes on after it.
   for attempt in 1 2 3 4 5; do
-    "$python" bench/peers.py --csv "$csv" --cases "${CASES:-}" --impls "${IMPLS:-}" --resume --stop-at "$stop_at" \
+    "$python" bench/peers.py --csv "$csv" --cases "${CASES:-}" --impls "${IMPLS:-}" --rep-ms "${PEER_REP_MS:-200}" \
+      --resume --stop-at "$stop_at" \
       >> "$logs/peers.log" 2>&1
     rc=$?
     if [ "$rc" -ne 4 ] || [ "$(date +%s)" -ge "$stop_at" ]; then break; fi

@@ -7,7 +7,7 @@ Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`.
 usage: python3 bench/run.py --ccattn build/src/cli/ccattn --csv FILE [--cases a,b] [--masks native,...]
                            [--kernels sm80] [--no-bwd] [--resume] [--stop-at EPOCH]
 --kernels sm80 keeps Hopper on the portable kernels (CCATTN_KERNELS=sm80); its rows are labelled
-ccattn_sm80. The backward always runs the sm80 kernels. --resume skips what the CSV already holds;
+ccattn_sm80. --resume skips what the CSV already holds;
 --stop-at starts nothing after that time (seconds since the epoch) and stops a run 60 s past it.
 """
 import argparse
