@@ -418,8 +418,6 @@ Status fill_forward_params(const ForwardArgs& a, const HostSeqlens& host, core::
     if (a.num_splits < 0 || a.num_splits > kMaxSplits)
         return Status::invalid("num_splits", "must be in [0, " + std::to_string(kMaxSplits) + "], got " +
                                                  std::to_string(a.num_splits));
-    if (a.num_splits > 1 && a.mask.kind == MaskKind::block_sparse)
-        return Status::unsupported("num_splits", "split-KV runs the band and mask_mod masks, not block-sparse lists");
     p.num_splits = a.num_splits;
     p.num_threads = a.num_threads;
     p.stream = a.stream;

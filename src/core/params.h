@@ -23,6 +23,14 @@ struct TileLists {
     const std::int32_t* index = nullptr;
     std::int64_t count_batch_stride = 0, count_head_stride = 0, count_tile_stride = 0;
     std::int64_t index_batch_stride = 0, index_head_stride = 0, index_tile_stride = 0;
+
+    // The list of (b, h, tile): its length and its entries.
+    CCATTN_HD int length(int b, int h, std::int64_t tile) const {
+        return count[b * count_batch_stride + h * count_head_stride + tile * count_tile_stride];
+    }
+    CCATTN_HD const std::int32_t* entries(int b, int h, std::int64_t tile) const {
+        return index + b * index_batch_stride + h * index_head_stride + tile * index_tile_stride;
+    }
 };
 
 // A KV cache (ccattn/kvcache.h) as the kernels read it: k / v point at the cache, whose keys of sequence

@@ -152,9 +152,29 @@ Status copy_to_host(const std::int32_t* device_ptr, std::int64_t count, std::int
                        "cudaMemcpy of cu_seqlens");
 }
 
+// Block-sparse lists name the tiles of the kernel the dispatch would run unsplit
+// (cuda_block_sparse_tiles), also when split-KV runs them: the contract does not depend on the split.
+Status check_split_sparse_tiles(const core::AttnParams& p) {
+    if (p.mask_kind != MaskKind::block_sparse) return Status::success();
+    std::int64_t tile_m = 0, tile_n = 0;
+    Status s = cuda_block_sparse_tiles(p.dim_qk, p.dim_v, p.dtype, tile_m, tile_n);
+    if (!s.ok()) return s;
+    const std::string why = " for head dims " + std::to_string(p.dim_qk) + "/" + std::to_string(p.dim_v) +
+                            " on this GPU (see ccattn::cuda_block_sparse_tiles)";
+    if (p.sparse_tile_m != tile_m)
+        return Status::invalid("mask.block_sparse.tile_m", "must be " + std::to_string(tile_m) + why);
+    if (p.sparse_tile_n != tile_n)
+        return Status::invalid("mask.block_sparse.tile_n", "must be " + std::to_string(tile_n) + why);
+    return Status::success();
+}
+
 Status forward(const core::AttnParams& p) {
     auto sm90_supports = [](const core::AttnParams& q) { return !decode::preferred(q) && sm90::supports(q); };
-    auto portable = [](const core::AttnParams& q) { return decode::preferred(q) ? decode::forward(q) : sm80::forward(q); };
+    auto portable = [](const core::AttnParams& q) {
+        if (!decode::preferred(q)) return sm80::forward(q);
+        const Status s = check_split_sparse_tiles(q);
+        return s.ok() ? decode::forward(q) : s;
+    };
     return dispatch(p, false, sm90_supports, sm90::forward, portable);
 }
 

@@ -54,12 +54,28 @@ Status retain_pool_memory(int device) {
     return s;
 }
 
-std::int64_t m_tiles_of(const core::AttnParams& p) { return core::num_tiles(p.seqlen_q * p.group, kTileM); }
+// Block-sparse lists are per query head: those calls run unpacked, one head slot per query head.
+bool unpacked(const core::AttnParams& p) { return p.mask_kind == MaskKind::block_sparse; }
+std::int64_t packed_rows(const core::AttnParams& p) { return p.seqlen_q * (unpacked(p) ? 1 : p.group); }
+std::int64_t m_tiles_of(const core::AttnParams& p) { return core::num_tiles(packed_rows(p), kTileM); }
+
+// The split kernel walks block-sparse lists in its own tiles: 16-row q-tiles inside a list's q-tile,
+// list kv tiles cut into whole key tiles.
+Status check_sparse_tiles(const core::AttnParams& p, const DecodeTile& tile) {
+    if (!unpacked(p)) return Status::success();
+    if (p.sparse_tile_m % kTileM != 0)
+        return Status::unsupported("mask.block_sparse.tile_m", "split-KV needs a multiple of " + std::to_string(kTileM));
+    if (p.sparse_tile_n % tile.tile_n != 0)
+        return Status::unsupported("mask.block_sparse.tile_n",
+                                   "split-KV needs a multiple of " + std::to_string(tile.tile_n) + " at head dims " +
+                                       std::to_string(p.dim_qk) + "/" + std::to_string(p.dim_v));
+    return Status::success();
+}
 
 // The heuristic's split count for p (head dims supported).
 int heuristic_splits(const core::AttnParams& p, const DecodeTile& tile, const DeviceLimits& d) {
     SplitProblem w;
-    w.ctas = m_tiles_of(p) * p.heads_kv * p.batch;
+    w.ctas = m_tiles_of(p) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
     w.kv_tiles = core::num_tiles(p.seqlen_k, tile.tile_n);
     w.rows = std::int64_t(p.heads_q) * p.total_q;
     w.dim_v = p.dim_v;
@@ -98,11 +114,11 @@ Status split_and_combine(const core::AttnParams& p, const SplitWork& w) {
 }  // namespace
 
 bool preferred(const core::AttnParams& p) {
-    if (p.mask_kind != MaskKind::band && p.mask_kind != MaskKind::mask_mod) return false;
     if (p.num_splits != 0) return p.num_splits > 1;
     DecodeTile tile;
     DeviceLimits d;
-    if (p.seqlen_q * p.group > kMaxPackedRows || !decode_tile_for(p.dim_qk, p.dim_v, tile) || !device_limits(d).ok())
+    if (packed_rows(p) > kMaxPackedRows || !decode_tile_for(p.dim_qk, p.dim_v, tile) ||
+        !check_sparse_tiles(p, tile).ok() || !device_limits(d).ok())
         return false;
     return heuristic_splits(p, tile, d) > 1;
 }
@@ -111,10 +127,11 @@ Status forward(const core::AttnParams& p) {
     DecodeTile tile;
     if (!decode_tile_for(p.dim_qk, p.dim_v, tile))
         return Status::unsupported("q", "head dims " + std::to_string(p.dim_qk) + "/" + std::to_string(p.dim_v));
+    Status s = check_sparse_tiles(p, tile);
+    if (!s.ok()) return s;
     if (p.batch > 65535) return Status::unsupported("q", "batch larger than 65535");
     if (p.heads_q > 65535) return Status::unsupported("q", "more than 65535 heads");
     const auto stream = static_cast<cudaStream_t>(p.stream);
-    Status s;
     if (p.cache.new_rows > 0 && p.batch > 0) {
         append_kernel<<<dim3(unsigned(p.cache.new_rows), unsigned(p.heads_kv), unsigned(p.batch)), 32, 0, stream>>>(p);
         if (!(s = cuda::cuda_status(cudaGetLastError(), "kv-cache append launch")).ok()) return s;

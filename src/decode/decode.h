@@ -8,8 +8,8 @@
 namespace ccattn::decode {
 
 // Whether a plain forward should run split-KV: num_splits > 1 asks for it; with 0, few packed query
-// rows per KV head (<= 64) and a grid that would leave SMs idle (the heuristic picks more than one
-// split). Never for block-sparse masks.
+// rows per head slot (<= 64; block-sparse: query positions per query head) and a grid that would
+// leave SMs idle (the heuristic picks more than one split).
 bool preferred(const core::AttnParams& p);
 
 // Appends p.cache's new rows (if any), runs the split kernel (p.num_splits, or the heuristic's

@@ -1,9 +1,10 @@
 // The split-KV decode kernel (flash-decoding; mma.sync, runs on sm80 and later) and its launcher.
 //
-// One warp-sized CTA per (q-tile of 16 packed rows, split, KV head, sequence). GQA packing as in the
-// forward: packed row pr is query pr / G of head kv_head * G + pr % G, so a decode step of G query heads
-// per KV head is G rows of one tile. The CTA takes split s's share of the key tiles its rows visit
-// (core::kv_tile_range for the band, every tile for mask_mod) and runs the online softmax over them with
+// One warp-sized CTA per (q-tile of 16 packed rows, split, head slot, sequence). GQA packing as in the
+// forward: the slot is a KV head and packed row pr is query pr / G of head slot * G + pr % G, so a
+// decode step of G query heads per KV head is G rows of one tile; block-sparse masks run unpacked
+// (slot = query head: their lists are per query head). The CTA takes split s's share of the key tiles
+// its rows visit (split_schedule.h) and runs the online softmax over them with
 // kStages K/V tiles in flight (16-byte cp.async; keys of a paged cache found through the page table row
 // by row). It writes its fp32 output, normalized within the split, and its lse to the workspace;
 // combine_kernel.h merges the splits.
@@ -20,6 +21,7 @@
 #include "core/params.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
+#include "decode/split_schedule.h"
 #include "decode/split_work.h"
 #include "decode/tiles.h"
 #include "gpu/register_mask.h"
@@ -54,9 +56,9 @@ struct SplitTraits {
     static constexpr int kSmemV = kTileN * kDv;
 };
 
-// The CTA's rows and key share.
+// The CTA's rows: tile row r is packed row m0 + r of head slot `slot` of sequence b.
 struct SplitCta {
-    int b = 0, kv_head = 0, split = 0, group = 1;
+    int b = 0, slot = 0, kv_head = 0, split = 0, pack = 1;
     std::int64_t m0 = 0, packed_rows = 0;
     core::Sequence seq;
 
@@ -64,16 +66,17 @@ struct SplitCta {
         SplitCta c;
         c.split = blockIdx.x / w.m_tiles;
         c.m0 = std::int64_t(blockIdx.x % w.m_tiles) * kTileM;
-        c.kv_head = blockIdx.y;
+        c.slot = blockIdx.y;
         c.b = blockIdx.z;
-        c.group = p.group;
+        c.pack = p.mask_kind == MaskKind::block_sparse ? 1 : p.group;
+        c.kv_head = c.slot * c.pack / p.group;
         c.seq = core::sequence(p, c.b);
-        c.packed_rows = c.seq.seqlen_q * p.group;
+        c.packed_rows = c.seq.seqlen_q * c.pack;
         return c;
     }
     __device__ bool valid(int r) const { return m0 + r < packed_rows; }
-    __device__ std::int64_t query(int r) const { return std::uint32_t(m0 + r) / std::uint32_t(group); }
-    __device__ int head(int r) const { return kv_head * group + int(std::uint32_t(m0 + r) % std::uint32_t(group)); }
+    __device__ std::int64_t query(int r) const { return std::uint32_t(m0 + r) / std::uint32_t(pack); }
+    __device__ int head(int r) const { return slot * pack + int(std::uint32_t(m0 + r) % std::uint32_t(pack)); }
 };
 
 template <class T>
@@ -87,16 +90,19 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
     if (cta.m0 >= cta.packed_rows) return;  // varlen: beyond this sequence; the combine reads no such row
     const int seqlen_k = int(cta.seq.seqlen_k);  // < 2^31 (checked on the host)
     const core::CompressedBand band = core::sequence_band(p, cta.b, cta.seq);
-    const bool per_element = p.mask_kind == MaskKind::mask_mod;
+    const bool per_element = p.mask_kind != MaskKind::band;
 
     // This split's share of the visited tiles: an equal contiguous chunk (the last ones may be empty).
-    const core::TileRange range =
-        per_element ? core::make_range(0, core::num_tiles(seqlen_k, kN), 0, 0)
-                    : core::kv_tile_range(band, core::query_span(cta.m0 / kTileM, kTileM, cta.group, cta.seq.seqlen_q), kN);
-    const std::int64_t chunk = core::ceil_div(range.count(), w.splits);
-    const int t_begin = int(core::min(range.end, range.begin + cta.split * chunk));
-    const int t_end = int(core::min(range.end, t_begin + chunk));
-    const int count = t_end - t_begin;
+    const SplitSchedule sched =
+        p.mask_kind == MaskKind::block_sparse
+            ? SplitSchedule::sparse(p, cta.b, cta.slot, cta.m0 / p.sparse_tile_m, seqlen_k, kN)
+        : per_element ? SplitSchedule::dense(core::make_range(0, core::num_tiles(seqlen_k, kN), 0, 0), true, seqlen_k, kN)
+                      : SplitSchedule::dense(core::kv_tile_range(band, core::query_span(cta.m0 / kTileM, kTileM, cta.pack,
+                                                                                       cta.seq.seqlen_q), kN),
+                                             false, seqlen_k, kN);
+    const int chunk = int(core::ceil_div(sched.count(), w.splits));
+    const int k_begin = int(core::min(sched.count(), std::int64_t(cta.split) * chunk));
+    const int count = int(core::min(sched.count(), std::int64_t(k_begin) + chunk)) - k_begin;
 
     Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(smem)), typename T::SmemLayoutQ{});  // (16, Dqk)
     Element* const stages = reinterpret_cast<Element*>(smem) + int(T::kSmemQ);
@@ -139,7 +145,9 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
 
     // Visible keys [lo, hi) of each row; seen: a visible key inside this split's tiles (a row whose
     // keys all fall in other splits is empty here: lse -inf, o 0, so the combine gives it no weight).
-    const int key_lo = t_begin * kN, key_hi = t_end * kN;
+    // The band's tiles are contiguous, so that is its key range; block-sparse rows learn it per tile.
+    const int key_lo = count > 0 ? sched.tile(k_begin) * kN : 0;
+    const int key_hi = count > 0 ? (sched.tile(k_begin + count - 1) + 1) * kN : 0;
     int lo[kRows], hi[kRows];
     bool seen[kRows];
     CUTE_UNROLL
@@ -147,7 +155,7 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
         const int row = get<0>(coord(r, 0));
         lo[r] = cta.valid(row) ? int(band.lo(cta.query(row))) : 0;
         hi[r] = cta.valid(row) ? int(band.hi(cta.query(row))) : 0;
-        seen[r] = (lo[r] > key_lo ? lo[r] : key_lo) < (hi[r] < key_hi ? hi[r] : key_hi);
+        seen[r] = !sched.sparse() && (lo[r] > key_lo ? lo[r] : key_lo) < (hi[r] < key_hi ? hi[r] : key_hi);
     }
 
     sm80::OnlineSoftmax<kRows> softmax;
@@ -163,16 +171,18 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
     }
     CUTE_UNROLL
     for (int s = 0; s < kStages - 1; ++s) {
-        if (s < count) load_tile(s, t_begin + s);
+        if (s < count) load_tile(s, sched.tile(k_begin + s));
         cp_async_fence();
     }
 
-    auto step = [&](int kk, auto masked) {
-        constexpr bool kMasked = decltype(masked)::value;
-        const int t = t_begin + kk, stage = kk % kStages;
+    // One loop body with a runtime mask flag: a step lambda called for masked and unmasked tiles was not
+    // inlined at every head dim (ptxas passed the accumulators through a 1.8 KB stack frame).
+    for (int kk = 0; kk < count; ++kk) {
+        const int t = sched.tile(k_begin + kk), stage = kk % kStages;
+        const bool masked = sched.masked(k_begin + kk, t);
         cp_async_wait<kStages - 2>();
         __syncthreads();  // tile kk landed; the stage refilled below was last read in step kk - 1
-        if (kk + kStages - 1 < count) load_tile((kk + kStages - 1) % kStages, t + kStages - 1);
+        if (kk + kStages - 1 < count) load_tile((kk + kStages - 1) % kStages, sched.tile(k_begin + kk + kStages - 1));
         cp_async_fence();
 
         Tensor k_tile = sK(stage);
@@ -183,32 +193,28 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
         CUTE_UNROLL
         for (int i = 0; i < size(acc_s); ++i) acc_s(i) *= p.scale_log2;
         auto s = sm80::rowcol(acc_s);
-        if constexpr (kMasked) {
-            const int n0 = t * kN;
-            if (!per_element) {
-                gpu::mask_band(s, coord, lo, hi, n0);
-            } else {
-                const gpu::ElementBand visible(band);
-                gpu::mask_elements(s, coord, [&](int r, int col) {
-                    const int row = get<0>(coord(r, 0));
-                    const bool vis = cta.valid(row) && visible(cta.query(row), std::int64_t(n0) + col);
-                    seen[r] = seen[r] || vis;
-                    return vis;
-                });
-            }
+        const int n0 = t * kN;
+        if (!masked) {
+            CUTE_UNROLL
+            for (int r = 0; r < kRows; ++r) seen[r] = true;  // a full tile: every key visible
+        } else if (!per_element) {
+            gpu::mask_band(s, coord, lo, hi, n0);
+        } else {
+            const gpu::ElementBand visible(band);
+            gpu::mask_elements(s, coord, [&](int r, int col) {
+                const int row = get<0>(coord(r, 0));
+                const bool vis = cta.valid(row) && visible(cta.query(row), std::int64_t(n0) + col);
+                seen[r] = seen[r] || vis;
+                return vis;
+            });
         }
         auto o = sm80::rowcol(acc_o);
-        softmax.template update<kMasked>(s, o);
+        softmax.template update<true>(s, o);  // a masked row may have no visible key yet
         Tensor rP = sm80::convert_fragment<Element>(acc_s);
         Tensor tOrP = make_tensor(rP.data(), sm80::acc_as_a_layout(rP.layout()));  // ((4, 2), 1, N/16)
         Tensor sVt = make_tensor(sV_base(stage), typename T::SmemLayoutVt{});      // (Dv, N)
         Tensor tOsVt = copy_v.get_thread_slice(tid).partition_S(sVt);
         sm80::gemm_rs(acc_o, tOrP, tOrVt, tOsVt, mma, copy_v, tid);
-    };
-    for (int kk = 0; kk < count; ++kk) {
-        // mask_mod: every tile per element; band: only tiles that are not full (a ragged last tile never is).
-        if (per_element || !range.is_full(t_begin + kk)) step(kk, true_type{});
-        else step(kk, false_type{});
     }
     cp_async_wait<0>();  // no copy outlives the CTA
 
@@ -238,7 +244,8 @@ Status run_split(const core::AttnParams& p, const SplitWork& w) {
     Status s = cuda::cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes),
                                  "cudaFuncSetAttribute");
     if (!s.ok()) return s;
-    const dim3 grid(unsigned(w.m_tiles * w.splits), unsigned(p.heads_kv), unsigned(p.batch));
+    const unsigned slots = unsigned(p.mask_kind == MaskKind::block_sparse ? p.heads_q : p.heads_kv);
+    const dim3 grid(unsigned(w.m_tiles * w.splits), slots, unsigned(p.batch));
     kernel<<<grid, kThreads, T::kSmemBytes, static_cast<cudaStream_t>(p.stream)>>>(p, w);
     return cuda::cuda_status(cudaGetLastError(), "split-KV kernel launch");
 }

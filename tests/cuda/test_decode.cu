@@ -6,7 +6,7 @@
 //     every head-dim pair and dtype, num_splits forced to 1, 3 and more splits than key tiles, and
 //     the heuristic's choice; lse equal across split counts to fp32 rounding.
 //   SplitForward: the plain forward routed through split-KV (ForwardArgs::num_splits), band variants,
-//     mask_mod and varlen.
+//     mask_mod, block-sparse lists (every head-dim pair) and varlen.
 //   KvCacheGraph: a call captured in a CUDA graph and replayed after the cache lengths changed.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -172,6 +172,20 @@ TEST_P(KvCacheGpu, SplitCountsAgree) {
 INSTANTIATE_TEST_SUITE_P(Layouts, KvCacheGpu, ::testing::Values(0, 16, 64, 256),
                          [](const auto& info) { return info.param ? "paged" + std::to_string(info.param) : std::string("contiguous"); });
 
+// A plain forward of `mask` with num_splits against the oracle of `band` (the function it encodes).
+void expect_split_forward(AttnTensors& t, const Mask& mask, const Mask& band, int splits) {
+    ForwardArgs a = forward_args(t, mask, Device::cuda);
+    a.num_splits = splits;
+    t.out.poison();
+    t.out.upload();
+    ASSERT_TRUE(run_ok(forward(a)));
+    t.out.download();
+    t.lse.download();
+    const cpu::Reference ref = reference(t, band);
+    EXPECT_TRUE(close_to_dense(t.out, ref.out, output_tolerance(t.out.dtype), "out")) << splits << " splits";
+    EXPECT_TRUE(lse_close(t.lse, ref.lse, "lse")) << splits << " splits";
+}
+
 // The plain forward through split-KV: forced split counts, band variants, mask_mod, varlen.
 TEST(SplitForward, MatchesTheOracle) {
     CCATTN_REQUIRE_SM80();
@@ -183,18 +197,31 @@ TEST(SplitForward, MatchesTheOracle) {
             for (bool per_element : {false, true}) {
                 Mask m = band;
                 if (per_element) m.kind = MaskKind::mask_mod;
-                ForwardArgs a = forward_args(t, m, Device::cuda);
-                a.num_splits = splits;
-                t.out.poison();
-                t.out.upload();
-                ASSERT_TRUE(run_ok(forward(a)));
-                t.out.download();
-                t.lse.download();
-                const cpu::Reference ref = reference(t, band);
-                EXPECT_TRUE(close_to_dense(t.out, ref.out, output_tolerance(pr.dtype), "out")) << splits;
-                EXPECT_TRUE(lse_close(t.lse, ref.lse, "lse")) << splits;
+                expect_split_forward(t, m, band, splits);
             }
         }
+    }
+}
+
+// Block-sparse lists with the public tiles, split: lists per query head, run unpacked.
+TEST(SplitForward, BlockSparse) {
+    CCATTN_REQUIRE_SM80();
+    for (const Config& cfg : all_configs()) {
+        if (cfg.dtype != DType::bf16) continue;
+        Problem pr = config_problem(cfg, 5, 900, 8, 2, 2, 11);
+        std::int64_t tm = 0, tn = 0;
+        ASSERT_TRUE(run_ok(cuda_block_sparse_tiles(pr.dim_qk, pr.dim_v, pr.dtype, tm, tn)));
+        AttnTensors t = make_forward_tensors(pr);
+        const Mask band = Mask::band(true, 2, 1500, 300);  // causal, compressed, windowed: full and partial tiles
+        DeviceBlockSparse lists;
+        const Mask m = block_sparse_mask(band, pr, tm, tn, lists);
+        SCOPED_TRACE(std::to_string(cfg.dim_qk));
+        for (int splits : {0, 3, 17}) expect_split_forward(t, m, band, splits);
+        // Lists of other tiles are rejected whether or not the call splits.
+        DeviceBlockSparse other;
+        ForwardArgs a = forward_args(t, block_sparse_mask(band, pr, tm / 2, tn, other), Device::cuda);
+        a.num_splits = 4;
+        EXPECT_EQ(forward(a).argument, "mask.block_sparse.tile_m");
     }
 }
 
@@ -207,14 +234,7 @@ TEST(SplitForward, Varlen) {
     pr.heads_kv = 2;
     AttnTensors t = make_forward_tensors(pr);
     const Mask m = Mask::band(true, 2, 0);
-    ForwardArgs a = forward_args(t, m, Device::cuda);
-    a.num_splits = 6;
-    ASSERT_TRUE(run_ok(forward(a)));
-    t.out.download();
-    t.lse.download();
-    const cpu::Reference ref = reference(t, m);
-    EXPECT_TRUE(close_to_dense(t.out, ref.out, output_tolerance(pr.dtype), "out"));
-    EXPECT_TRUE(lse_close(t.lse, ref.lse, "lse"));
+    expect_split_forward(t, m, m, 6);
 }
 
 // Captured once, replayed with new contents: the call never reads device contents on the host.
