@@ -32,12 +32,23 @@ def _nsa_training(batch, tokens):
     return dict(B=batch, Hq=64, Hkv=4, nq=tokens, nk=nsa_keys(tokens), cf=16, delta=-31, metric="roofline")
 
 
-def _decode(batch, nq, nk, hq, hkv):
-    """A few queries over a long cache of compressed keys: no mask, forward only."""
-    return dict(B=batch, Hq=hq, Hkv=hkv, nq=nq, nk=nk, causal=False, bwd=False, metric="gbps")
+def _decode(batch, nq, nk, hq, hkv, page=0):
+    """A few queries over a long cache of compressed keys: no mask, forward only, through the KV-cache
+    call (ccattn.attention_with_kvcache): a contiguous cache, or pages of `page` rows in random order."""
+    return dict(B=batch, Hq=hq, Hkv=hkv, nq=nq, nk=nk, causal=False, bwd=False, metric="gbps", page=page)
 
 
-CASES = {  # in the default order of a run
+def _with_paged64(cases):
+    """Each decode case followed by its `<case>_paged64` twin (pages of 64 keys)."""
+    out = {}
+    for name, case in cases.items():
+        out[name] = case
+        if case.get("metric") == "gbps":
+            out[name + "_paged64"] = dict(case, page=64)
+    return out
+
+
+CASES = _with_paged64({  # in the default order of a run
     "causal_16k_h16": dict(B=1, Hq=16, Hkv=16, nq=16384, nk=16384, cf=1, delta=0),
     "causal_16k_h64kv8": dict(B=1, Hq=64, Hkv=8, nq=16384, nk=16384, cf=1, delta=0),
     "cf4_16k_4k": dict(B=1, Hq=16, Hkv=16, nq=16384, nk=4096, cf=4, delta=0),
@@ -55,12 +66,13 @@ CASES = {  # in the default order of a run
     "decode_b8_sk16k": _decode(8, 1, 16384, 32, 8),
     "decode_b64_sq4_sk2k": _decode(64, 4, 2048, 32, 4),
     "decode_b1_sk64k": _decode(1, 1, 65536, 64, 4),
-}
+})
 
 
 def full(case):
-    """The case with defaults filled in (causal, cf 1, delta 0, dk = dv = 128, backward on, no documents)."""
-    c = dict(causal=True, cf=1, delta=0, dk=128, dv=128, bwd=True, docs=None, metric=None)
+    """The case with defaults filled in (causal, cf 1, delta 0, dk = dv = 128, backward on, no documents,
+    no KV cache: page None)."""
+    c = dict(causal=True, cf=1, delta=0, dk=128, dv=128, bwd=True, docs=None, metric=None, page=None)
     c.update(case)
     if c["docs"]:
         c["nq"] = sum(q for q, _ in c["docs"])

@@ -29,6 +29,7 @@ TINY = {
     "tiny_varlen": dict(B=1, Hq=4, Hkv=2, cf=16, delta=-31, docs=[(300, 18), (200, 11), (130, 7)]),
     "tiny_d192": dict(B=1, Hq=4, Hkv=1, nq=384, nk=bench_cases.nsa_keys(384), cf=16, delta=-31, dk=192, dv=128),
     "tiny_decode": dict(B=4, Hq=8, Hkv=2, nq=2, nk=300, causal=False, bwd=False, metric="gbps"),
+    "tiny_decode_paged64": dict(B=4, Hq=8, Hkv=2, nq=2, nk=300, causal=False, bwd=False, metric="gbps", page=64),
 }
 WRONG = "--mismatch" in sys.argv
 
@@ -54,10 +55,18 @@ def fa4_stand_in(q, k, v, causal=False, num_splits=1):
     return out.transpose(1, 2), None
 
 
+def fa4_paged_stand_in(q, k, v, seqused_k=None, page_table=None, causal=False, num_splits=1):
+    """FA4's varlen entry over a paged cache: the pages gathered back into [B, Sk, H, D]."""
+    nk = int(seqused_k[0])
+    k, v = (x[page_table.long()].flatten(1, 2)[:, :nk] for x in (k, v))
+    return fa4_stand_in(q, k, v, causal, num_splits)
+
+
 def main():
     bench_cases.CASES.clear()
     bench_cases.CASES.update(TINY)
     peers.flex, peers.flash_attn_func, peers.FA4_ERROR = flex_stand_in, fa4_stand_in, None
+    peers.flash_attn_varlen_func = fa4_paged_stand_in
     peers.timed = lambda fn, rep: (fn(), 3.0 if fn.__name__ == "fwd_bwd" else 1.0)[1]
     peers.cuda_alive = lambda: True
     torch.cuda.synchronize = lambda *a: None
@@ -80,7 +89,7 @@ def main():
             for d in ("fwd", "bwd") if c["bwd"] else ("fwd",):
                 r = table.get((name, impl, mask, d))
                 flagged = WRONG and impl in peers.NEEDS_FA4
-                if mask == "none_splits_auto" or impl == "sdpa_cudnn":  # the stand-in raises; no CPU cuDNN
+                if mask in ("none_splits_auto", "paged_splits_auto") or impl == "sdpa_cudnn":  # stand-in raises; no CPU cuDNN
                     if d == "fwd":  # a failed forward leaves no backward row
                         expect(r is not None and r["note"].startswith("error"), f"{name} {impl} {mask}: error row")
                 elif flagged:

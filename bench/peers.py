@@ -2,6 +2,8 @@
 comparison is a ratio from one run. impl / mask labels:
   fa4 / causal              FlashAttention-4 (flash_attn.cute) on the plain causal cases
   fa4 / none, none_splits_auto   FA4 on the decode cases (num_splits 1, and 0 = its own heuristic)
+  fa4 / paged, paged_splits_auto FA4 on the `_paged64` decode cases: flash_attn_varlen_func with the
+                            same pages (page_table, seqused_k) as ccattn's cache
   flex_flash / block_mask   FlexAttention on FA4's kernels (BACKEND FLASH), BlockMask of 128 x 128
   flex_flash / block_mask_128x96   the same with kv blocks of 96 (Dqk 192: what FA4's backward takes)
   flex / block_mask         FlexAttention's Triton kernels, BlockMask of 128 x 128
@@ -36,10 +38,10 @@ import reference  # noqa: E402
 import rows  # noqa: E402
 
 try:
-    from flash_attn.cute import flash_attn_func
+    from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
     FA4_ERROR = None
 except Exception as e:  # FA4 (and Flex's FLASH backend, which runs its kernels) is staged by bench/fa4.sh
-    flash_attn_func, FA4_ERROR = None, e
+    flash_attn_func, flash_attn_varlen_func, FA4_ERROR = None, None, e
 
 import torch._dynamo  # noqa: E402
 
@@ -54,6 +56,8 @@ flex = torch.compile(flex_attention, dynamic=False)
 
 def units(c):
     """The (impl, mask) pairs that apply to a filled-in case, most important first."""
+    if c["page"]:  # a paged cache: only FA4 takes one
+        return [("fa4", "paged"), ("fa4", "paged_splits_auto")]
     if not c["causal"]:
         return [("fa4", "none"), ("fa4", "none_splits_auto"), ("sdpa_flash", "none"), ("sdpa_cudnn", "none")]
     u = [("flex_flash", "block_mask")]
@@ -89,6 +93,22 @@ class Inputs:
     def leaves(self, layout):
         return self.bshd if layout == "bshd" else self.bhsd
 
+    def paged(self, page):
+        """(k_pages, v_pages, page_table): k, v in pages of `page` rows in random order; page_table
+        int32 [B, pages per sequence] names the storage page of each logical page."""
+        _, k, v = self.bshd
+        B, nk = k.shape[:2]
+        n = -(-nk // page)
+        perm = torch.randperm(B * n, generator=torch.Generator().manual_seed(1)).to(k.device)
+
+        def to_pages(x):
+            padded = torch.zeros(B, n * page, *x.shape[2:], dtype=x.dtype, device=x.device)
+            padded[:, :nk] = x.detach()
+            storage = torch.empty_like(padded).view(B * n, page, *x.shape[2:])
+            storage[perm] = padded.view(B * n, page, *x.shape[2:])
+            return storage
+        return to_pages(k), to_pages(v), perm.to(torch.int32).view(B, n)
+
 
 def as_bshd(x, layout):
     return x if layout == "bshd" else x.transpose(1, 2)
@@ -107,6 +127,12 @@ def peer_call(impl, mask, c, x, masks):
     gqa = c["Hq"] != c["Hkv"]
     if impl == "fa4":
         qs, ks, vs = x.leaves("bshd")
+        if mask in ("paged", "paged_splits_auto"):
+            kp, vp, table = x.paged(c["page"])
+            used = torch.full((c["B"],), c["nk"], dtype=torch.int32, device=kp.device)
+            splits = 0 if mask == "paged_splits_auto" else 1
+            return "bshd", lambda: flash_attn_varlen_func(qs, kp, vp, seqused_k=used, page_table=table, causal=False,
+                                                          num_splits=splits)
         if mask == "causal":
             return "bshd", lambda: flash_attn_func(qs, ks, vs, causal=True)
         splits = 0 if mask == "none_splits_auto" else 1

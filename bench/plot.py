@@ -33,7 +33,7 @@ ATTENTION = [  # (label, impl, masks, colour)
 ]
 DECODE = [
     ("ccattn", "ccattn", ["native"], "#1f77b4"),
-    ("fa4", "fa4", ["none", "none_splits_auto"], "#ff7f0e"),
+    ("fa4", "fa4", ["none", "none_splits_auto", "paged", "paged_splits_auto"], "#ff7f0e"),
     ("sdpa_flash (FA2)", "sdpa_flash", ["none"], "#8c564b"),
     ("sdpa_cudnn", "sdpa_cudnn", ["none"], "#9467bd"),
 ]

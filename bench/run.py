@@ -1,7 +1,8 @@
 """ccattn on the benchmark cases (bench/cases.py): `ccattn bench` per case and mask mechanism
 (native band, block-sparse lists built from the band, mask_mod = the band evaluated per element),
 forward and backward, appended to one CSV in the format of bench/rows.py. Non-causal (decode) cases
-run the native path only: without a mask there is nothing for the other mechanisms to skip.
+run the native path only: without a mask there is nothing for the other mechanisms to skip; they go
+through the KV-cache call (`--kv-cache 0`, or `--kv-cache 64` for the `_paged64` twins: split-KV).
 Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`.
 
 usage: python3 bench/run.py --ccattn build/src/cli/ccattn --csv FILE [--cases a,b] [--masks native,...]
@@ -37,6 +38,8 @@ def case_arguments(case, backward=True):
         args += ["--batch", c["B"], "--seqlen-q", c["nq"], "--seqlen-k", c["nk"]]
     if c["bwd"] and backward:
         args.append("--bwd")
+    if c["page"] is not None:  # decode: the KV-cache call (0: contiguous cache, else the page size)
+        args += ["--kv-cache", c["page"]]
     return [str(a) for a in args]
 
 

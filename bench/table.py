@@ -18,7 +18,7 @@ import rows  # noqa: E402
 CCATTN = ("ccattn", ["native"])
 FLEX_FLASH = ("flex_flash", ["block_mask", "block_mask_128x96"])
 FA4_CAUSAL = ("fa4", ["causal"])
-FA4_DECODE = ("fa4", ["none", "none_splits_auto"])
+FA4_DECODE = ("fa4", ["none", "none_splits_auto", "paged", "paged_splits_auto"])
 
 
 def present(table, kind):

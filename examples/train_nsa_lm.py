@@ -109,8 +109,8 @@ class TinyLM(nn.Module):
         return self.head(self.norm(x))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description=__doc__):
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=16)
@@ -126,8 +126,11 @@ def main():
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="torch.compile(model, fullgraph=True)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
 
+
+def train(args):
+    """The data and the model after args.steps steps of AdamW."""
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     data = TopicMarkovData(args.vocab, args.topics, fanout=4, seed=args.seed)
@@ -159,6 +162,11 @@ def main():
         if step % args.log_every == 0 or step == 1 or step == args.steps:
             print(f"step {step:5d}  loss {last:.4f}  ({time.time() - start:.1f} s)", flush=True)
     print(f"loss {first:.3f} -> {last:.3f} in {args.steps} steps")
+    return data, model
+
+
+def main():
+    train(arguments().parse_args())
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ for phase in "${phases[@]}"; do
       tail -3 "$logs/pytest.log"
       ;;
     example)
-      echo "== examples/train_nsa_lm.py (logs: $logs/train*.log)"
+      echo "== examples/train_nsa_lm.py, generate_nsa_lm.py (logs: $logs/train*.log, generate.log)"
       "$python" examples/train_nsa_lm.py --steps 300 2>&1 | tee "$logs/train.log"
       "$python" examples/train_nsa_lm.py --steps 100 --compile 2>&1 | tee "$logs/train_compile.log"
+      "$python" examples/generate_nsa_lm.py --steps 300 2>&1 | tee "$logs/generate.log"
       ;;
     *)
       echo "run_gpu_tests: unknown phase '$phase' (install, test, example)" >&2

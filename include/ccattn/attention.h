@@ -40,6 +40,11 @@ struct ForwardArgs {
     Mask mask;
     std::optional<float> scale;      // default 1 / sqrt(Dqk)
     Backend backend = Backend::automatic;
+    // CUDA backend: CTAs that share one sequence's keys (split-KV decode, for few query rows per KV
+    // head), combined exactly afterwards. 0 = heuristic, 1 = no split; at most 256. Block-sparse
+    // lists then need tile_m a multiple of 16 and tile_n one of the split kernel's key tile (the
+    // CUDA forward's own tiles, ccattn::cuda_block_sparse_tiles, are). The CPU backend ignores it.
+    int num_splits = 0;
     int num_threads = 0;             // CPU backend: 0 = all hardware threads
     void* stream = nullptr;          // CUDA backend: cudaStream_t
 };

@@ -5,6 +5,7 @@
 #include "ccattn/band_helpers.h"
 #include "ccattn/block_sparse.h"
 #include "ccattn/cuda_tiles.h"
+#include "ccattn/kvcache.h"
 #include "ccattn/mask.h"
 #include "ccattn/status.h"
 #include "ccattn/tensor.h"

@@ -1,8 +1,9 @@
-"""Python-side registrations of the torch operators ``ccattn::fwd`` and ``ccattn::bwd``.
+"""Python-side registrations of the torch operators ``ccattn::fwd``, ``ccattn::bwd`` and ``ccattn::kvcache``.
 
 The C++ extension (``ccattn._C``, python/csrc/ops.cpp) defines the operators and their CPU and CUDA
 kernels. Here they get fake (meta) kernels, so ``torch.compile`` can trace them without running
-them, and an autograd formula, so ``fwd`` is differentiable through ``bwd``.
+them, and an autograd formula, so ``fwd`` is differentiable through ``bwd`` (``kvcache`` is
+inference only).
 """
 
 import torch
@@ -11,6 +12,7 @@ from . import _C  # noqa: F401  (loading the extension registers torch.ops.ccatt
 
 fwd = torch.ops.ccattn.fwd
 bwd = torch.ops.ccattn.bwd
+kvcache = torch.ops.ccattn.kvcache
 
 
 @torch.library.register_fake("ccattn::fwd")
@@ -30,6 +32,15 @@ def _fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag
 def _bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset,
               window_left, scale, max_seqlen_q=None, max_seqlen_k=None, validate=True, band_lo=None, band_hi=None):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+@torch.library.register_fake("ccattn::kvcache")
+def _kvcache_fake(q, k_cache, v_cache, cache_seqlens, page_table, k_new, v_new, query_pos, causal, compress_factor,
+                  diag_offset, window_left, scale, num_splits=0):
+    # out like q with v_cache's head dim, lse float32 [B, Hq, Sq]; the caches are mutated in place.
+    out = q.new_empty((*q.shape[:-1], v_cache.shape[-1]))
+    lse = q.new_empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32)
+    return out, lse
 
 
 def _setup_context(ctx, inputs, output):

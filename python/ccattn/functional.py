@@ -1,4 +1,5 @@
-"""``ccattn.attention`` and ``ccattn.attention_varlen``: flash-attn's layout, ccattn's band mask.
+"""``ccattn.attention``, ``ccattn.attention_varlen`` and ``ccattn.attention_with_kvcache``: flash-attn's
+layout, ccattn's band mask.
 
 The exact contract is docs/semantics.md. Query ``i`` sees (compressed) key ``j`` iff
 ``lo(i) <= j < hi(i)`` with, for ``d(i) = floor((i + diag_offset) / compress_factor)``::
@@ -183,4 +184,58 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
     lo, hi = _check_band(band, 1, "[Tq]", causal, compress_factor, diag_offset, window_left)
     out, lse = _ops.fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left,
                         scale, max_seqlen_q, max_seqlen_k, validate, lo, hi)
+    return (out, lse) if return_lse else out
+
+
+def attention_with_kvcache(q, k_cache, v_cache, cache_seqlens, *, k=None, v=None, page_table=None, query_pos=None,
+                           causal=False, compress_factor=1, diag_offset=None, window_left=None, scale=None,
+                           num_splits=0, return_lse=False):
+    """Attention of new queries over a KV cache, after flash-attn's ``flash_attn_with_kvcache`` (inference).
+
+    Args:
+        q: ``[B, Sq, Hq, Dqk]``, the new queries (decode: ``Sq = 1``).
+        k_cache, v_cache: ``[B, S_cache, Hkv, Dqk | Dv]``, or paged ``[num_pages, page_size, Hkv, D]``
+            with ``page_table``; ``page_size`` a multiple of 16, at most 256. Written in place at the
+            appended rows.
+        cache_seqlens: int32 ``[B]``, valid rows of each sequence before this call.
+        k, v: optional ``[B, S_new, Hkv, Dqk | Dv]``, written to rows ``cache_seqlens[b] ..
+            cache_seqlens[b] + S_new`` first; sequence ``b`` then has ``cache_seqlens[b] + S_new`` keys.
+        page_table: int32 ``[B, max_pages]``: key ``j`` of sequence ``b`` is row ``j % page_size`` of
+            page ``page_table[b, j // page_size]``.
+        query_pos: optional int32 ``[B]``, absolute position ``p_b`` of the first new query: sequence
+            ``b`` uses ``diag_offset + p_b`` (chunked prefill, see the table above). With compressed
+            keys (cf > 1) this places the queries; with cf = 1 the default δ = ``Sk_b - Sq`` already
+            aligns them bottom-right.
+        causal, compress_factor, diag_offset, window_left, scale: as in :func:`attention`, per
+            sequence with its key count.
+        num_splits: CUDA split-KV CTAs per sequence: 0 = heuristic, 1 = no split (at most 256).
+        return_lse: also return ``lse [B, Hq, Sq]`` (float32).
+
+    Shapes, dtypes and devices are checked on the host. The contents of CUDA tensors
+    (``cache_seqlens``, ``page_table``, ``query_pos``) are the caller's contract and never read on
+    the host, so the call can be captured in a CUDA graph and replayed with new lengths: ``0 <=
+    cache_seqlens[b]``, ``cache_seqlens[b] + S_new`` at most the capacity (``S_cache`` or
+    ``max_pages * page_size``), page indices valid for the pages in use. Breaking it is undefined
+    behaviour. CPU tensors are checked.
+
+    Returns:
+        ``out [B, Sq, Hq, Dv]``, and with ``return_lse`` also ``lse``.
+    """
+    _check_tensor(q, "q", 4, "[B, Sq, Hq, D]")
+    for t, name in ((k_cache, "k_cache"), (v_cache, "v_cache")):
+        _check_tensor(t, name, 4, "[B, S_cache, Hkv, D] or [num_pages, page_size, Hkv, D]")
+    _check_tensor(cache_seqlens, "cache_seqlens", 1, "int32 [B]")
+    for t, name in ((k, "k"), (v, "v")):
+        if t is not None:
+            _check_tensor(t, name, 4, "[B, S_new, Hkv, D]")
+    if (k is None) != (v is None):
+        raise ValueError("ccattn: arguments 'k' and 'v' come together")
+    if page_table is not None:
+        _check_tensor(page_table, "page_table", 2, "int32 [B, max_pages]")
+    if query_pos is not None:
+        _check_tensor(query_pos, "query_pos", 1, "int32 [B]")
+    _check_int("num_splits", num_splits, minimum=0)
+    scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
+    out, lse = _ops.kvcache(q, k_cache, v_cache, cache_seqlens, page_table, k, v, query_pos, causal, compress_factor,
+                            diag_offset, window_left, scale, num_splits)
     return (out, lse) if return_lse else out

@@ -1,4 +1,4 @@
-// The torch operators ccattn::fwd and ccattn::bwd on CPU and CUDA tensors: each checks that its
+// The torch operators ccattn::fwd, ccattn::bwd and ccattn::kvcache on CPU and CUDA tensors: each checks that its
 // tensors share q's device, allocates its outputs, and calls ccattn::forward / ccattn::backward,
 // which validates everything else. The fake (meta) and autograd registrations live in
 // python/ccattn/_ops.py.
@@ -164,6 +164,61 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     return {dq, dk, dv};
 }
 
+// attention_with_kvcache: out [B, Sq, Hq, Dv] and lse [B, Hq, Sq]; k_cache / v_cache are written at the
+// appended rows. Nothing is read back to the host (CUDA-graph capturable).
+std::tuple<at::Tensor, at::Tensor> kvcache(const at::Tensor& q_in, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                           const at::Tensor& cache_seqlens, const OptTensor& page_table,
+                                           const OptTensor& k_new_in, const OptTensor& v_new_in,
+                                           const OptTensor& query_pos, bool causal, int64_t cf,
+                                           std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
+                                           std::optional<double> scale, int64_t num_splits, const Launch& launch) {
+    check_devices(q_in, {{&k_cache, "k_cache"}, {&v_cache, "v_cache"}, {&cache_seqlens, "cache_seqlens"},
+                         {ptr(page_table), "page_table"}, {ptr(k_new_in), "k_new"}, {ptr(v_new_in), "v_new"},
+                         {ptr(query_pos), "query_pos"}});
+    check_rank(q_in, "q", false);
+    check_rank(v_cache, "v_cache", false);
+    // The caches are written in place: no copies of them.
+    TORCH_CHECK_VALUE(k_cache.stride(-1) == 1 && v_cache.stride(-1) == 1,
+                      "ccattn: argument 'k_cache' / 'v_cache' must have a contiguous last dimension");
+    const at::Tensor q = last_dim_contiguous(q_in);
+    const OptTensor k_new = last_dim_contiguous(k_new_in), v_new = last_dim_contiguous(v_new_in);
+    at::Tensor out = at::empty({q.size(0), q.size(1), q.size(2), v_cache.size(3)}, q.options());
+    at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
+    KvCacheArgs a;
+    a.q = view(q, "q");
+    a.k_cache = view(k_cache, "k_cache");
+    a.v_cache = view(v_cache, "v_cache");
+    a.cache_seqlens = view(cache_seqlens, "cache_seqlens");
+    if (page_table) a.page_table = view(*page_table, "page_table");
+    if (k_new) a.k_new = view(*k_new, "k_new");
+    if (v_new) a.v_new = view(*v_new, "v_new");
+    if (query_pos) a.query_pos = view(*query_pos, "query_pos");
+    a.out = view(out, "out");
+    a.lse = view(lse, "lse");
+    a.mask = Mask::band(causal, cf, diag_offset, window_left);
+    if (scale) a.scale = float(*scale);
+    TORCH_CHECK_VALUE(num_splits >= 0 && num_splits <= 256, "ccattn: argument 'num_splits' must be in [0, 256], got ",
+                      num_splits);
+    a.num_splits = int(num_splits);
+    a.backend = launch.backend;
+    a.stream = launch.stream;
+    a.num_threads = launch.num_threads;
+    check(ccattn::attention_with_kvcache(a), "attention_with_kvcache");
+    return {out, lse};
+}
+
+template <bool kCuda>
+std::tuple<at::Tensor, at::Tensor> kvcache_on(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                              const at::Tensor& cache_seqlens, const OptTensor& page_table,
+                                              const OptTensor& k_new, const OptTensor& v_new, const OptTensor& query_pos,
+                                              bool causal, int64_t cf, std::optional<int64_t> diag_offset,
+                                              std::optional<int64_t> window_left, std::optional<double> scale,
+                                              int64_t num_splits) {
+    c10::DeviceGuard guard(q.device());
+    return kvcache(q, k_cache, v_cache, cache_seqlens, page_table, k_new, v_new, query_pos, causal, cf, diag_offset,
+                   window_left, scale, num_splits, kCuda ? cuda_launch(q) : cpu_launch());
+}
+
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                                std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
@@ -221,15 +276,22 @@ TORCH_LIBRARY(ccattn, m) {
           "Tensor? cu_seqlens_k, bool causal, int compress_factor, int? diag_offset, int? window_left, "
           "float? scale, int? max_seqlen_q=None, int? max_seqlen_k=None, bool validate=True, "
           "Tensor? band_lo=None, Tensor? band_hi=None) -> (Tensor dq, Tensor dk, Tensor dv)");
+    // attention_with_kvcache: k_new / v_new (when given) are written into the caches at rows
+    // cache_seqlens[b] ..; device contents are never read on the host (CUDA-graph capture).
+    m.def("kvcache(Tensor q, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor cache_seqlens, Tensor? page_table, "
+          "Tensor? k_new, Tensor? v_new, Tensor? query_pos, bool causal, int compress_factor, int? diag_offset, "
+          "int? window_left, float? scale, int num_splits=0) -> (Tensor out, Tensor lse)");
 }
 
 TORCH_LIBRARY_IMPL(ccattn, CPU, m) {
     m.impl("fwd", &ccattn::torch_ext::forward_cpu);
     m.impl("bwd", &ccattn::torch_ext::backward_cpu);
+    m.impl("kvcache", &ccattn::torch_ext::kvcache_on<false>);
 }
 
 // Registered in every build: without CUDA in the library the call reports that plainly.
 TORCH_LIBRARY_IMPL(ccattn, CUDA, m) {
     m.impl("fwd", &ccattn::torch_ext::forward_cuda);
     m.impl("bwd", &ccattn::torch_ext::backward_cuda);
+    m.impl("kvcache", &ccattn::torch_ext::kvcache_on<true>);
 }

@@ -102,6 +102,15 @@ Status forward(const ForwardArgs& args) {
     return chosen == Backend::cuda ? cuda::forward(p) : cpu::forward(p);
 }
 
+Status attention_with_kvcache(const KvCacheArgs& args) {
+    core::AttnParams p;
+    Status s = api::fill_kvcache_params(args, p);
+    if (!s.ok()) return s;
+    Backend chosen;
+    if (!(s = resolve_backend(args.backend, p.device, chosen)).ok()) return s;
+    return chosen == Backend::cuda ? cuda::forward_kvcache(p) : cpu::forward_kvcache(p);
+}
+
 Status backward(const BackwardArgs& args) {
     SeqlenCopies seqlens;
     Status s = copy_seqlens(args.cu_seqlens_q, args.cu_seqlens_k, args.varlen, seqlens);

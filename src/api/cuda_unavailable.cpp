@@ -11,6 +11,7 @@ Status unavailable() { return {Code::backend_unavailable, "backend", "ccattn was
 bool available() { return false; }
 Status forward(const core::AttnParams&) { return unavailable(); }
 Status backward(const core::AttnParams&) { return unavailable(); }
+Status forward_kvcache(const core::AttnParams&) { return unavailable(); }
 Status copy_to_host(const std::int32_t*, std::int64_t, std::int32_t*) { return unavailable(); }
 
 }  // namespace ccattn::cuda

@@ -33,37 +33,6 @@ std::int64_t extent(const Tensor& t) {
     return std::int64_t(last);
 }
 
-// Presence, rank, dtype, device, per-dimension shape (-1 = any), contiguity, alignment, size.
-Status check_tensor(const Tensor& t, const char* name, int rank, DType dtype, Device device,
-                    std::initializer_list<std::int64_t> shape) {
-    if (!t.defined()) return Status::invalid(name, "is null");
-    if (t.rank != rank)
-        return Status::invalid(name, "must have " + std::to_string(rank) + " dimensions, got " + dims(t));
-    if (t.dtype != dtype)
-        return Status::invalid(name, std::string("dtype must be ") + dtype_name(dtype) + ", got " + dtype_name(t.dtype));
-    if (t.device != device) return Status::invalid(name, "must be on the same device as q");
-    int d = 0;
-    for (std::int64_t want : shape) {
-        if (t.shape[d] < 0) return Status::invalid(name, "has a negative size " + dims(t));
-        if (want >= 0 && t.shape[d] != want)
-            return Status::invalid(name, "dimension " + std::to_string(d) + " must be " + std::to_string(want) +
-                                             ", got shape " + dims(t));
-        ++d;
-    }
-    if (t.stride[rank - 1] != 1 && t.shape[rank - 1] > 1)
-        return Status::invalid(name, "last dimension must be contiguous (stride 1), got stride " +
-                                         std::to_string(t.stride[rank - 1]));
-    if (reinterpret_cast<std::uintptr_t>(t.data) % dtype_size(dtype) != 0)
-        return Status::invalid(name, "data pointer is not aligned to its element size");
-    if (extent(t) < 0) return Status::invalid(name, "sizes or strides are negative or overflow 64-bit offsets");
-    return Status::success();
-}
-
-core::Strides strides_of(const Tensor& t) {
-    if (t.rank == 4) return {t.stride[0], t.stride[1], t.stride[2]};
-    return {0, t.stride[0], t.stride[1]};
-}
-
 // One cu_seqlens tensor and the longest sequence it describes: read from `cu` (host memory) when
 // given, else the caller's bound `max_len` (unchecked device cu_seqlens), at most `total`.
 Status check_lengths(const int32_t* cu, const Tensor& t, const char* name, std::optional<std::int64_t> max_len,
@@ -198,6 +167,103 @@ Status check_band_monotone(const core::AttnParams& p) {
     return Status::success();
 }
 
+// Shared by the forward and the backward: q, k, v, out, lse, cu_seqlens, mask, scale.
+Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                   const Tensor& cu_q, const Tensor& cu_k, const VarlenChecks& checks, const HostSeqlens& host,
+                   const Mask& mask, std::optional<float> scale, core::AttnParams& p) {
+    if (!q.defined()) return Status::invalid("q", "is null");
+    if (q.dtype != DType::bf16 && q.dtype != DType::fp16)
+        return Status::invalid("q", std::string("dtype must be bf16 or fp16, got ") + dtype_name(q.dtype));
+    if (cu_q.defined() != cu_k.defined())
+        return Status::invalid(cu_q.defined() ? "cu_seqlens_k" : "cu_seqlens_q",
+                               "varlen needs both cu_seqlens_q and cu_seqlens_k");
+    const bool varlen = cu_q.defined();
+    if (varlen && (cu_q.rank != 1 || cu_q.shape[0] < 1))
+        return Status::invalid("cu_seqlens_q", "must be an int32 vector [B + 1], got " + dims(cu_q));
+    const int rank = varlen ? 3 : 4;
+    const int r = varlen ? 0 : 1;  // index of the sequence dimension
+    const DType dt = q.dtype;
+    const Device dev = q.device;
+    if (q.rank != rank)
+        return Status::invalid("q", std::string("must be ") + (varlen ? "[Tq, Hq, D] with cu_seqlens" : "[B, Sq, Hq, D]") +
+                                        ", got " + dims(q));
+    Status s = check_tensor(q, "q", rank, dt, dev, {});
+    if (!s.ok()) return s;
+    const std::int64_t batch = varlen ? cu_q.shape[0] - 1 : q.shape[0];
+    const std::int64_t hq = q.shape[r + 1], dqk = q.shape[r + 2];
+    if (k.defined() && k.rank == rank && k.shape[r + 1] >= 1 && hq % k.shape[r + 1] != 0)
+        return Status::invalid("k", "heads of q (" + std::to_string(hq) + ") must be a multiple of heads of k (" +
+                                        std::to_string(k.shape[r + 1]) + ")");
+    if (varlen) {
+        s = check_tensor(k, "k", rank, dt, dev, {-1, -1, dqk});
+    } else {
+        s = check_tensor(k, "k", rank, dt, dev, {batch, -1, -1, dqk});
+    }
+    if (!s.ok()) return s;
+    const std::int64_t sk = k.shape[r], hkv = k.shape[r + 1];
+    s = varlen ? check_tensor(v, "v", rank, dt, dev, {sk, hkv, -1}) : check_tensor(v, "v", rank, dt, dev, {batch, sk, hkv, -1});
+    if (!s.ok()) return s;
+    const std::int64_t dv = v.shape[r + 2];
+    const std::int64_t sq = q.shape[r];
+    s = varlen ? check_tensor(out, "out", rank, dt, dev, {sq, hq, dv}) : check_tensor(out, "out", rank, dt, dev, {batch, sq, hq, dv});
+    if (!s.ok()) return s;
+    if (hq < 1) return Status::invalid("q", "needs at least one head");
+    if (hkv < 1) return Status::invalid("k", "needs at least one head");
+    if (dqk < 1 || dqk > kMaxHeadDim)
+        return Status::unsupported("q", "head dim " + std::to_string(dqk) + " outside [1, " + std::to_string(kMaxHeadDim) + "]");
+    if (dv < 1 || dv > kMaxHeadDim)
+        return Status::unsupported("v", "head dim " + std::to_string(dv) + " outside [1, " + std::to_string(kMaxHeadDim) + "]");
+    if (batch < 0 || batch > (std::int64_t(1) << 30)) return Status::invalid("q", "batch size out of range");
+
+    start_params(batch, hq, hkv, dqk, dv, dt, dev, p);
+    p.total_q = varlen ? sq : batch * sq;
+    p.total_k = varlen ? sk : batch * sk;
+    if (varlen) {
+        // Host cu_seqlens are always read; device ones through their host copies, unless unchecked.
+        std::int64_t max_q = 0, max_k = 0;
+        const bool on_host = dev == Device::cpu, read = on_host || checks.check_cu_seqlens;
+        const auto* hq_ptr = on_host ? static_cast<const std::int32_t*>(cu_q.data) : host.q;
+        const auto* hk_ptr = on_host ? static_cast<const std::int32_t*>(cu_k.data) : host.k;
+        if (read && (hq_ptr == nullptr || hk_ptr == nullptr))
+            return Status::invalid(hq_ptr ? "cu_seqlens_k" : "cu_seqlens_q", "is null");
+        s = check_lengths(read ? hq_ptr : nullptr, cu_q, "cu_seqlens_q", checks.max_seqlen_q, "max_seqlen_q", batch, sq,
+                          dev, &max_q);
+        if (!s.ok()) return s;
+        s = check_lengths(read ? hk_ptr : nullptr, cu_k, "cu_seqlens_k", checks.max_seqlen_k, "max_seqlen_k", batch, sk,
+                          dev, &max_k);
+        if (!s.ok()) return s;
+        p.seqlen_q = max_q;
+        p.seqlen_k = max_k;
+        p.cu_seqlens_q = static_cast<const std::int32_t*>(cu_q.data);
+        p.cu_seqlens_k = static_cast<const std::int32_t*>(cu_k.data);
+    } else {
+        p.seqlen_q = sq;
+        p.seqlen_k = sk;
+    }
+    p.q = q.data;
+    p.k = k.data;
+    p.v = v.data;
+    p.out = out.data;
+    p.q_strides = strides_of(q);
+    p.k_strides = strides_of(k);
+    p.v_strides = strides_of(v);
+    p.out_strides = strides_of(out);
+
+    if (lse.defined()) {
+        s = varlen ? check_tensor(lse, "lse", 2, DType::fp32, dev, {hq, sq})
+                   : check_tensor(lse, "lse", 3, DType::fp32, dev, {batch, hq, sq});
+        if (!s.ok()) return s;
+        p.lse = static_cast<float*>(lse.data);
+        p.lse_batch_stride = varlen ? 0 : lse.stride[0];
+        p.lse_head_stride = varlen ? lse.stride[0] : lse.stride[1];
+    }
+
+    if (!(s = fill_scale(scale, p)).ok()) return s;
+    return fill_mask(mask, dev, p);
+}
+
+}  // namespace
+
 Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     p.mask_kind = m.kind;
     p.host_mask = &m;
@@ -253,54 +319,8 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     return Status::invalid("mask.kind", "unknown");
 }
 
-// Shared by the forward and the backward: q, k, v, out, lse, cu_seqlens, mask, scale.
-Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                   const Tensor& cu_q, const Tensor& cu_k, const VarlenChecks& checks, const HostSeqlens& host,
-                   const Mask& mask, std::optional<float> scale, core::AttnParams& p) {
-    if (!q.defined()) return Status::invalid("q", "is null");
-    if (q.dtype != DType::bf16 && q.dtype != DType::fp16)
-        return Status::invalid("q", std::string("dtype must be bf16 or fp16, got ") + dtype_name(q.dtype));
-    if (cu_q.defined() != cu_k.defined())
-        return Status::invalid(cu_q.defined() ? "cu_seqlens_k" : "cu_seqlens_q",
-                               "varlen needs both cu_seqlens_q and cu_seqlens_k");
-    const bool varlen = cu_q.defined();
-    if (varlen && (cu_q.rank != 1 || cu_q.shape[0] < 1))
-        return Status::invalid("cu_seqlens_q", "must be an int32 vector [B + 1], got " + dims(cu_q));
-    const int rank = varlen ? 3 : 4;
-    const int r = varlen ? 0 : 1;  // index of the sequence dimension
-    const DType dt = q.dtype;
-    const Device dev = q.device;
-    if (q.rank != rank)
-        return Status::invalid("q", std::string("must be ") + (varlen ? "[Tq, Hq, D] with cu_seqlens" : "[B, Sq, Hq, D]") +
-                                        ", got " + dims(q));
-    Status s = check_tensor(q, "q", rank, dt, dev, {});
-    if (!s.ok()) return s;
-    const std::int64_t batch = varlen ? cu_q.shape[0] - 1 : q.shape[0];
-    const std::int64_t hq = q.shape[r + 1], dqk = q.shape[r + 2];
-    if (k.defined() && k.rank == rank && k.shape[r + 1] >= 1 && hq % k.shape[r + 1] != 0)
-        return Status::invalid("k", "heads of q (" + std::to_string(hq) + ") must be a multiple of heads of k (" +
-                                        std::to_string(k.shape[r + 1]) + ")");
-    if (varlen) {
-        s = check_tensor(k, "k", rank, dt, dev, {-1, -1, dqk});
-    } else {
-        s = check_tensor(k, "k", rank, dt, dev, {batch, -1, -1, dqk});
-    }
-    if (!s.ok()) return s;
-    const std::int64_t sk = k.shape[r], hkv = k.shape[r + 1];
-    s = varlen ? check_tensor(v, "v", rank, dt, dev, {sk, hkv, -1}) : check_tensor(v, "v", rank, dt, dev, {batch, sk, hkv, -1});
-    if (!s.ok()) return s;
-    const std::int64_t dv = v.shape[r + 2];
-    const std::int64_t sq = q.shape[r];
-    s = varlen ? check_tensor(out, "out", rank, dt, dev, {sq, hq, dv}) : check_tensor(out, "out", rank, dt, dev, {batch, sq, hq, dv});
-    if (!s.ok()) return s;
-    if (hq < 1) return Status::invalid("q", "needs at least one head");
-    if (hkv < 1) return Status::invalid("k", "needs at least one head");
-    if (dqk < 1 || dqk > kMaxHeadDim)
-        return Status::unsupported("q", "head dim " + std::to_string(dqk) + " outside [1, " + std::to_string(kMaxHeadDim) + "]");
-    if (dv < 1 || dv > kMaxHeadDim)
-        return Status::unsupported("v", "head dim " + std::to_string(dv) + " outside [1, " + std::to_string(kMaxHeadDim) + "]");
-    if (batch < 0 || batch > (std::int64_t(1) << 30)) return Status::invalid("q", "batch size out of range");
-
+void start_params(std::int64_t batch, std::int64_t hq, std::int64_t hkv, std::int64_t dqk, std::int64_t dv, DType dt,
+                  Device dev, core::AttnParams& p) {
     p = core::AttnParams{};
     p.batch = int(batch);
     p.heads_q = int(hq);
@@ -310,56 +330,45 @@ Status fill_common(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
     p.dim_v = int(dv);
     p.dtype = dt;
     p.device = dev;
-    p.total_q = varlen ? sq : batch * sq;
-    p.total_k = varlen ? sk : batch * sk;
-    if (varlen) {
-        // Host cu_seqlens are always read; device ones through their host copies, unless unchecked.
-        std::int64_t max_q = 0, max_k = 0;
-        const bool on_host = dev == Device::cpu, read = on_host || checks.check_cu_seqlens;
-        const auto* hq_ptr = on_host ? static_cast<const std::int32_t*>(cu_q.data) : host.q;
-        const auto* hk_ptr = on_host ? static_cast<const std::int32_t*>(cu_k.data) : host.k;
-        if (read && (hq_ptr == nullptr || hk_ptr == nullptr))
-            return Status::invalid(hq_ptr ? "cu_seqlens_k" : "cu_seqlens_q", "is null");
-        s = check_lengths(read ? hq_ptr : nullptr, cu_q, "cu_seqlens_q", checks.max_seqlen_q, "max_seqlen_q", batch, sq,
-                          dev, &max_q);
-        if (!s.ok()) return s;
-        s = check_lengths(read ? hk_ptr : nullptr, cu_k, "cu_seqlens_k", checks.max_seqlen_k, "max_seqlen_k", batch, sk,
-                          dev, &max_k);
-        if (!s.ok()) return s;
-        p.seqlen_q = max_q;
-        p.seqlen_k = max_k;
-        p.cu_seqlens_q = static_cast<const std::int32_t*>(cu_q.data);
-        p.cu_seqlens_k = static_cast<const std::int32_t*>(cu_k.data);
-    } else {
-        p.seqlen_q = sq;
-        p.seqlen_k = sk;
-    }
-    p.q = q.data;
-    p.k = k.data;
-    p.v = v.data;
-    p.out = out.data;
-    p.q_strides = strides_of(q);
-    p.k_strides = strides_of(k);
-    p.v_strides = strides_of(v);
-    p.out_strides = strides_of(out);
+}
 
-    if (lse.defined()) {
-        s = varlen ? check_tensor(lse, "lse", 2, DType::fp32, dev, {hq, sq})
-                   : check_tensor(lse, "lse", 3, DType::fp32, dev, {batch, hq, sq});
-        if (!s.ok()) return s;
-        p.lse = static_cast<float*>(lse.data);
-        p.lse_batch_stride = varlen ? 0 : lse.stride[0];
-        p.lse_head_stride = varlen ? lse.stride[0] : lse.stride[1];
-    }
-
-    float sc = scale.value_or(1.f / std::sqrt(float(dqk)));
+Status fill_scale(std::optional<float> scale, core::AttnParams& p) {
+    const float sc = scale.value_or(1.f / std::sqrt(float(p.dim_qk)));
     if (!std::isfinite(sc)) return Status::invalid("scale", "must be finite");
     p.scale = sc;
     p.scale_log2 = sc * 1.4426950408889634f;
-    return fill_mask(mask, dev, p);
+    return Status::success();
 }
 
-}  // namespace
+Status check_tensor(const Tensor& t, const char* name, int rank, DType dtype, Device device,
+                    std::initializer_list<std::int64_t> shape) {
+    if (!t.defined()) return Status::invalid(name, "is null");
+    if (t.rank != rank)
+        return Status::invalid(name, "must have " + std::to_string(rank) + " dimensions, got " + dims(t));
+    if (t.dtype != dtype)
+        return Status::invalid(name, std::string("dtype must be ") + dtype_name(dtype) + ", got " + dtype_name(t.dtype));
+    if (t.device != device) return Status::invalid(name, "must be on the same device as q");
+    int d = 0;
+    for (std::int64_t want : shape) {
+        if (t.shape[d] < 0) return Status::invalid(name, "has a negative size " + dims(t));
+        if (want >= 0 && t.shape[d] != want)
+            return Status::invalid(name, "dimension " + std::to_string(d) + " must be " + std::to_string(want) +
+                                             ", got shape " + dims(t));
+        ++d;
+    }
+    if (t.stride[rank - 1] != 1 && t.shape[rank - 1] > 1)
+        return Status::invalid(name, "last dimension must be contiguous (stride 1), got stride " +
+                                         std::to_string(t.stride[rank - 1]));
+    if (reinterpret_cast<std::uintptr_t>(t.data) % dtype_size(dtype) != 0)
+        return Status::invalid(name, "data pointer is not aligned to its element size");
+    if (extent(t) < 0) return Status::invalid(name, "sizes or strides are negative or overflow 64-bit offsets");
+    return Status::success();
+}
+
+core::Strides strides_of(const Tensor& t) {
+    if (t.rank == 4) return {t.stride[0], t.stride[1], t.stride[2]};
+    return {0, t.stride[0], t.stride[1]};
+}
 
 Status check_band(const Mask& m) {
     if (m.compress_factor < 1 || m.compress_factor >= kMaxBandFactor)
@@ -406,6 +415,10 @@ Status fill_forward_params(const ForwardArgs& a, const HostSeqlens& host, core::
     Status s = fill_common(a.q, a.k, a.v, a.out, a.lse, a.cu_seqlens_q, a.cu_seqlens_k, a.varlen, host, a.mask, a.scale, p);
     if (!s.ok()) return s;
     if (a.num_threads < 0) return Status::invalid("num_threads", "must be >= 0");
+    if (a.num_splits < 0 || a.num_splits > kMaxSplits)
+        return Status::invalid("num_splits", "must be in [0, " + std::to_string(kMaxSplits) + "], got " +
+                                                 std::to_string(a.num_splits));
+    p.num_splits = a.num_splits;
     p.num_threads = a.num_threads;
     p.stream = a.stream;
     return Status::success();

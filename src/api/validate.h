@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
 
 #include "ccattn/attention.h"
+#include "ccattn/kvcache.h"
 #include "core/params.h"
 
 namespace ccattn::api {
@@ -16,8 +19,26 @@ struct HostSeqlens {
     const std::int32_t* k = nullptr;
 };
 
+// Split-KV CTAs per sequence a call may ask for (ForwardArgs / KvCacheArgs::num_splits).
+constexpr int kMaxSplits = 256;
+
 Status fill_forward_params(const ForwardArgs& args, const HostSeqlens& host, core::AttnParams& p);
 Status fill_backward_params(const BackwardArgs& args, const HostSeqlens& host, core::AttnParams& p);
+// attention_with_kvcache (src/api/validate_kvcache.cpp): p.cache describes the cache.
+Status fill_kvcache_params(const KvCacheArgs& args, core::AttnParams& p);
+
+// A fresh p with the sizes of a validated call (group = hq / hkv).
+void start_params(std::int64_t batch, std::int64_t hq, std::int64_t hkv, std::int64_t dqk, std::int64_t dv, DType dt,
+                  Device dev, core::AttnParams& p);
+// p.scale (default 1 / sqrt(Dqk), p.dim_qk set) and p.scale_log2; rejects non-finite scales.
+Status fill_scale(std::optional<float> scale, core::AttnParams& p);
+// Presence, rank, dtype, device, per-dimension shape (-1 = any), contiguity, alignment, size.
+Status check_tensor(const Tensor& t, const char* name, int rank, DType dtype, Device device,
+                    std::initializer_list<std::int64_t> shape);
+// Element strides of a [B, S, H, D] or [T, H, D] view.
+core::Strides strides_of(const Tensor& t);
+// The mask fields of p (kind, band, mechanism tensors) from m; p's sizes must be filled already.
+Status fill_mask(const Mask& m, Device device, core::AttnParams& p);
 
 // The band fields every mask kind carries: 1 <= cf < 2^31, 0 <= window < 2^31 (or none),
 // |delta| < 2^62. With positions below 2^62 (the largest offset a view may reach) no step of the band

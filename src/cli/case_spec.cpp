@@ -107,6 +107,9 @@ std::vector<OptionSpec> case_options(bool mechanism) {
         {"bwd", "", "also run the backward"},
         {"seed", "N", "random seed (default 1)"},
         {"threads", "N", "CPU backend threads (default: all)"},
+        {"kv-cache", "PAGE", "forward through attention_with_kvcache, k / v in a cache (0: contiguous, N: pages "
+                             "of N rows in random order)"},
+        {"num-splits", "N", "CUDA split-KV CTAs per sequence (default 0: heuristic; 1: no split)"},
     };
     o.insert(o.end(), rest.begin(), rest.end());
     if (mechanism) {
@@ -188,6 +191,10 @@ Status read_case(const Options& o, CaseSpec& c) {
     if (!(s = o.integer("seed", 0, std::numeric_limits<std::int64_t>::max(), seed)).ok()) return s;
     c.seed = std::uint64_t(seed);
     if (!(s = o.integer("threads", 0, 4096, c.num_threads)).ok()) return s;
+    if (!(s = o.integer("num-splits", 0, 256, c.num_splits)).ok()) return s;
+    if (!(s = o.integer("kv-cache", 0, 256, c.kv_cache_page_size)).ok()) return s;
+    if (o.has("kv-cache") && (c.backward || c.varlen_docs > 0))
+        return Status::invalid("--kv-cache", "runs fixed-length forwards only (no --bwd, --varlen, --documents)");
     int mechanism = int(c.mechanism);
     if (!(s = o.choice("mask", {"native", "mask_mod", "block_sparse"}, mechanism)).ok()) return s;
     c.mechanism = Mechanism(mechanism);

@@ -40,6 +40,10 @@ struct CaseSpec {
     std::uint64_t seed = 1;
     int num_threads = 0;
     std::optional<float> scale;
+    // --kv-cache: run attention_with_kvcache over a cache holding k / v (cache_seqlens = Sk): -1 off,
+    // 0 a contiguous cache, N pages of N rows in random order. --num-splits: split-KV CTAs (0 auto).
+    std::int64_t kv_cache_page_size = -1;
+    int num_splits = 0;
 };
 
 // Options for a case; `mechanism` adds --mask, the block-sparse tile sizes and the band files.

@@ -53,6 +53,9 @@ std::string case_id(const CaseSpec& c) {
     if (c.band.compress_factor != 1) id += "_cf" + std::to_string(c.band.compress_factor);
     if (c.band.diag_offset) id += "_delta" + std::to_string(*c.band.diag_offset);
     if (c.band.window_left) id += "_w" + std::to_string(*c.band.window_left);
+    if (c.kv_cache_page_size == 0) id += "_kvcache";
+    if (c.kv_cache_page_size > 0) id += "_paged" + std::to_string(c.kv_cache_page_size);
+    if (c.num_splits > 0) id += "_splits" + std::to_string(c.num_splits);
     return id;
 }
 

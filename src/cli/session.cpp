@@ -1,7 +1,10 @@
 #include "cli/session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <numeric>
+#include <random>
 
 namespace ccattn::cli {
 
@@ -29,7 +32,47 @@ HostArray copy_list(const Tensor& t) {
     return a;
 }
 
+// k or v [B, Sk, H, D] as a paged cache [B * pages, page_size, H, D]: row j of sequence b in page
+// page_table[b, j / page_size], row j % page_size.
+HostArray to_pages(const HostArray& a, std::int64_t page_size, const std::vector<std::int32_t>& page_table) {
+    const std::int64_t batch = a.shape[0], sk = a.shape[1], pages = (sk + page_size - 1) / page_size;
+    HostArray c = HostArray::zeros(a.dtype, {batch * pages, page_size, a.shape[2], a.shape[3]});
+    const std::size_t row = std::size_t(a.shape[2] * a.shape[3] * dtype_size(a.dtype));
+    for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t j = 0; j < sk; ++j) {
+            const std::int64_t page = page_table[std::size_t(b * pages + j / page_size)];
+            std::memcpy(c.bytes.data() + std::size_t(page * page_size + j % page_size) * row,
+                        a.bytes.data() + std::size_t(b * sk + j) * row, row);
+        }
+    return c;
+}
+
 }  // namespace
+
+Status Session::open_cache(const Inputs& in, std::int64_t page_size) {
+    const std::int64_t batch = in.k.shape[0], sk = in.k.shape[1];
+    Status s = place(seqlens_, HostArray::from_int32({batch}, std::vector<std::int32_t>(std::size_t(batch), std::int32_t(sk))));
+    if (page_size == 0) {  // the inputs are a contiguous cache already
+        cache_args_.k_cache = k_.view;
+        cache_args_.v_cache = v_.view;
+    } else {
+        const std::int64_t pages = std::max<std::int64_t>(1, (sk + page_size - 1) / page_size);
+        std::vector<std::int32_t> table(std::size_t(batch * pages));
+        std::iota(table.begin(), table.end(), 0);
+        std::shuffle(table.begin(), table.end(), std::mt19937(1));  // scattered, as a serving stack leaves them
+        if (s.ok()) s = place(page_table_, HostArray::from_int32({batch, pages}, table));
+        if (s.ok()) s = place(k_cache_, to_pages(in.k, page_size, table));
+        if (s.ok()) s = place(v_cache_, to_pages(in.v, page_size, table));
+        cache_args_.k_cache = k_cache_.view;
+        cache_args_.v_cache = v_cache_.view;
+        cache_args_.page_table = page_table_.view;
+    }
+    cache_args_.q = q_.view;
+    cache_args_.cache_seqlens = seqlens_.view;
+    cache_args_.out = out_.view;
+    cache_args_.lse = lse_.view;
+    return s;
+}
 
 Status Session::place(Slot& slot, const HostArray& a) {
     slot.host = a;
@@ -47,7 +90,8 @@ Status Session::place(Slot& slot, const HostArray& a) {
     return s;
 }
 
-Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads) {
+Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads,
+                     std::int64_t kv_cache_page_size, int num_splits) {
     backend_ = backend;
     if (backend == Backend::cuda && !cuda_available())
         return {Code::backend_unavailable, "--backend",
@@ -92,6 +136,17 @@ Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::o
     fwd_.scale = scale;
     fwd_.backend = backend;
     fwd_.num_threads = num_threads;
+    fwd_.num_splits = num_splits;
+    kv_cache_ = kv_cache_page_size >= 0;
+    if (kv_cache_) {
+        cache_args_ = KvCacheArgs{};
+        if (!(s = open_cache(in, kv_cache_page_size)).ok()) return s;
+        cache_args_.mask = m;
+        cache_args_.scale = scale;
+        cache_args_.backend = backend;
+        cache_args_.num_threads = num_threads;
+        cache_args_.num_splits = num_splits;
+    }
 
     bwd_ = BackwardArgs{};
     bwd_.q = q_.view;
@@ -112,7 +167,7 @@ Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::o
     return Status::success();
 }
 
-Status Session::forward() { return ccattn::forward(fwd_); }
+Status Session::forward() { return kv_cache_ ? attention_with_kvcache(cache_args_) : ccattn::forward(fwd_); }
 
 Status Session::backward() {
     if (!dout_.view.defined()) return Status::invalid("dout", "the backward needs dout");

@@ -23,7 +23,10 @@ public:
     Session& operator=(const Session&) = delete;
 
     // `backend` is cpu or cuda. The mask (and block-sparse lists it views) must outlive the session.
-    Status open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads);
+    // kv_cache_page_size >= 0: forward() runs attention_with_kvcache with k / v laid into a cache
+    // (CaseSpec::kv_cache_page_size); num_splits goes to the call either way.
+    Status open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads,
+                std::int64_t kv_cache_page_size = -1, int num_splits = 0);
 
     Status forward();
     Status backward();  // after forward(): reads its out and lse
@@ -42,10 +45,14 @@ private:
         Tensor view;
     };
     Status place(Slot& slot, const HostArray& a);
+    Status open_cache(const Inputs& in, std::int64_t page_size);
     Status timed(bool backward, double& ms);
 
     Backend backend_ = Backend::cpu;
     Slot q_, k_, v_, dout_, cu_q_, cu_k_, out_, lse_, dq_, dk_, dv_;
+    Slot k_cache_, v_cache_, page_table_, seqlens_;  // --kv-cache
+    bool kv_cache_ = false;
+    KvCacheArgs cache_args_;
     std::array<Slot, 4> sparse_;  // device copies of block-sparse lists
     ForwardArgs fwd_;
     BackwardArgs bwd_;

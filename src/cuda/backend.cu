@@ -4,6 +4,8 @@
 //                           backward for what sm90::supports_backward(p), else sm80
 //   compute capability >= 8.0: sm80 kernels (mma.sync)
 //   below 8.0: unsupported
+// Before both: the split-KV decode (src/decode) for forwards with few query rows per KV head whose grid
+// would leave SMs idle (decode::preferred), and for every kv-cache call.
 // CCATTN_KERNELS=sm80 in the environment keeps Hopper on the sm80 kernels (to compare the two).
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +17,7 @@
 #include "api/backends.h"
 #include "ccattn/cuda_tiles.h"
 #include "cuda/cuda_status.h"
+#include "decode/decode.h"
 #include "sm80/backward_tiles.h"
 #include "sm80/forward_tiles.h"
 #include "sm80/sm80.h"
@@ -149,7 +152,52 @@ Status copy_to_host(const std::int32_t* device_ptr, std::int64_t count, std::int
                        "cudaMemcpy of cu_seqlens");
 }
 
-Status forward(const core::AttnParams& p) { return dispatch(p, false, sm90::supports, sm90::forward, sm80::forward); }
+// Block-sparse lists name the tiles of the kernel the dispatch would run unsplit
+// (cuda_block_sparse_tiles), also when split-KV runs them: the contract does not depend on the split.
+Status check_split_sparse_tiles(const core::AttnParams& p) {
+    if (p.mask_kind != MaskKind::block_sparse) return Status::success();
+    std::int64_t tile_m = 0, tile_n = 0;
+    Status s = cuda_block_sparse_tiles(p.dim_qk, p.dim_v, p.dtype, tile_m, tile_n);
+    if (!s.ok()) return s;
+    const std::string why = " for head dims " + std::to_string(p.dim_qk) + "/" + std::to_string(p.dim_v) +
+                            " on this GPU (see ccattn::cuda_block_sparse_tiles)";
+    if (p.sparse_tile_m != tile_m)
+        return Status::invalid("mask.block_sparse.tile_m", "must be " + std::to_string(tile_m) + why);
+    if (p.sparse_tile_n != tile_n)
+        return Status::invalid("mask.block_sparse.tile_n", "must be " + std::to_string(tile_n) + why);
+    return Status::success();
+}
+
+Status forward(const core::AttnParams& p) {
+    auto sm90_supports = [](const core::AttnParams& q) { return !decode::preferred(q) && sm90::supports(q); };
+    auto portable = [](const core::AttnParams& q) {
+        if (!decode::preferred(q)) return sm80::forward(q);
+        const Status s = check_split_sparse_tiles(q);
+        return s.ok() ? decode::forward(q) : s;
+    };
+    return dispatch(p, false, sm90_supports, sm90::forward, portable);
+}
+
+// The appended rows are 16-byte aligned like the cache's; everything else as a forward.
+Status forward_kvcache(const core::AttnParams& p) {
+    Status s = check_supported(p, false);
+    if (!s.ok()) return s;
+    const core::KvCache& c = p.cache;
+    const char* names[2] = {"k_new", "v_new"};
+    const void* rows[2] = {c.k_new, c.v_new};
+    const core::Strides strides[2] = {c.k_new_strides, c.v_new_strides};
+    for (int i = 0; i < 2 && c.new_rows > 0; ++i) {
+        if (reinterpret_cast<std::uintptr_t>(rows[i]) % 16 != 0)
+            return Status::invalid(names[i], "data pointer must be 16-byte aligned on CUDA");
+        if ((p.batch > 1 && strides[i].batch % 8 != 0) || (c.new_rows > 1 && strides[i].row % 8 != 0) ||
+            (p.heads_kv > 1 && strides[i].head % 8 != 0))
+            return Status::invalid(names[i], "batch, row and head strides must be multiples of 8 elements on CUDA");
+    }
+    int cc = 0;
+    if (!(s = compute_capability(cc)).ok()) return s;
+    if (cc < 80) return below_sm80(cc);
+    return decode::forward(p);
+}
 Status backward(const core::AttnParams& p) {
     return dispatch(p, true, sm90::supports_backward, sm90::backward, sm80::backward);
 }

@@ -34,12 +34,10 @@ class KvSchedule {
                                         std::int64_t seqlen_k, int tile_n) {
         KvSchedule s;
         s.sparse_ = true;
-        const core::TileLists& pl = p.sparse_partial;
-        const core::TileLists& fl = p.sparse_full;
-        s.n_partial_ = pl.count[b * pl.count_batch_stride + h * pl.count_head_stride + mt * pl.count_tile_stride];
-        const int n_full = fl.count[b * fl.count_batch_stride + h * fl.count_head_stride + mt * fl.count_tile_stride];
-        s.partial_ = pl.index + b * pl.index_batch_stride + h * pl.index_head_stride + mt * pl.index_tile_stride;
-        s.full_ = fl.index + b * fl.index_batch_stride + h * fl.index_head_stride + mt * fl.index_tile_stride;
+        s.n_partial_ = p.sparse_partial.length(b, h, mt);
+        const int n_full = p.sparse_full.length(b, h, mt);
+        s.partial_ = p.sparse_partial.entries(b, h, mt);
+        s.full_ = p.sparse_full.entries(b, h, mt);
         s.count_ = s.n_partial_ + n_full;
         s.seqlen_k_ = seqlen_k;
         s.tile_n_ = tile_n;

@@ -218,6 +218,8 @@ std::vector<BadForward> bad_forward_cases() {
         {"scale_nan", false, [](F&, A& a) { a.scale = std::nanf(""); }, kInvalid, "scale"},
         {"scale_infinite", false, [](F&, A& a) { a.scale = INFINITY; }, kInvalid, "scale"},
         {"num_threads_negative", false, [](F&, A& a) { a.num_threads = -1; }, kInvalid, "num_threads"},
+        {"num_splits_negative", false, [](F&, A& a) { a.num_splits = -1; }, kInvalid, "num_splits"},
+        {"num_splits_too_many", false, [](F&, A& a) { a.num_splits = 257; }, kInvalid, "num_splits"},
         // devices and backends
         {"k_on_another_device", false, [](F&, A& a) { a.k.device = Device::cuda; }, kInvalid, "k"},
         {"cuda_backend_on_host_tensors", false, [](F&, A& a) { a.backend = Backend::cuda; }, kInvalid, "backend"},

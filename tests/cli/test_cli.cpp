@@ -396,7 +396,8 @@ TEST_F(Cli, CheckPassesAndExitsZero) {
     for (const char* extra :
          {" --bwd --causal --compress-factor 4 --varlen 3",
           " --bwd --causal --compress-factor 4 --mask block_sparse --sparse-tile-m 16 --sparse-tile-n 8",
-          " --causal --compress-factor 2 --diag-offset -1 --window-left 3 --mask mask_mod --dtype fp16"}) {
+          " --causal --compress-factor 2 --diag-offset -1 --window-left 3 --mask mask_mod --dtype fp16",
+          " --batch 2 --causal --kv-cache 16 --num-splits 3", " --kv-cache 0 --window-left 5 --causal"}) {
         const Result r = ccattn("check" + shape + extra);
         EXPECT_EQ(r.code, 0) << extra << "\n" << r.out << r.err;
         EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
@@ -411,6 +412,9 @@ TEST_F(Cli, CheckRejectsBadOptions) {
     const Result value = ccattn("check --seqlen-q many");
     EXPECT_EQ(value.code, 2);
     EXPECT_NE(value.err.find("--seqlen-q"), std::string::npos) << value.err;
+    const Result cache = ccattn("check --backend cpu --kv-cache 16 --bwd");
+    EXPECT_EQ(cache.code, 2);
+    EXPECT_NE(cache.err.find("argument '--kv-cache'"), std::string::npos) << cache.err;
 }
 
 // Numbers out of their range or malformed are rejected by option name, never by an exception
