@@ -47,6 +47,7 @@ private:
     Backend backend_ = Backend::cpu;
     Slot q_, k_, v_, dout_, cu_q_, cu_k_, out_, lse_, dq_, dk_, dv_;
     std::array<Slot, 4> sparse_;  // device copies of block-sparse lists
+    std::array<Slot, 2> band_;    // device copies of band tensors (lo, hi)
     ForwardArgs fwd_;
     BackwardArgs bwd_;
     DeviceTimer timer_;

@@ -14,6 +14,16 @@ CCATTN_HD std::int64_t floor_div(std::int64_t a, std::int64_t b) {
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 CCATTN_HD std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return -floor_div(-a, b); }
+// floor_div with a 32-bit division when a and b fit (the usual case; 64-bit division is a long
+// software sequence on the GPU).
+CCATTN_HD std::int64_t floor_div_fast(std::int64_t a, std::int64_t b) {
+    constexpr std::int64_t k31 = std::int64_t(1) << 31;
+    if (-k31 < a && a < k31 && b < k31) {
+        const std::int64_t q = std::int32_t(a) / std::int32_t(b);  // truncates toward zero
+        return q * b > a ? q - 1 : q;
+    }
+    return floor_div(a, b);
+}
 CCATTN_HD std::int64_t clamp(std::int64_t x, std::int64_t lo, std::int64_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }

@@ -44,9 +44,11 @@ struct RegisterMask {
         const int col0 = first_col(thread_in_group);
         CUTE_UNROLL
         for (int m = 0; m < kRows; ++m) {
-            const std::int64_t i = info.query_of(slice_row0 + row_of(thread_in_group, m));
-            band_lo[m] = int(info.band.lo(i)) - col0;
-            band_hi[m] = int(info.band.hi(i)) - col0;
+            const int r = slice_row0 + row_of(thread_in_group, m);
+            // Rows past the sequence see nothing (band tensors have no entry for them).
+            const core::RowLimits l = info.holds_row(r) ? info.band.limits(info.query_of(r)) : core::RowLimits{};
+            band_lo[m] = int(l.lo) - col0;
+            band_hi[m] = int(l.hi) - col0;
         }
     }
 
