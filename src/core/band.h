@@ -101,4 +101,16 @@ CCATTN_HD bool visible(const Band& band, std::int64_t i, std::int64_t j) {
     return band.lo(i) <= j && j < band.hi(i);
 }
 
+// Keys [lo, hi) one row sees, both in [0, Sk].
+struct RowLimits {
+    std::int64_t lo = 0, hi = 0;
+};
+
+// Both limits of row i of any band type. A band that computes them in one go overloads this
+// (core::SequenceBand: one division, or two loads).
+template <class Band>
+CCATTN_HD RowLimits row_limits(const Band& band, std::int64_t i) {
+    return {band.lo(i), band.hi(i)};
+}
+
 }  // namespace ccattn::core

@@ -20,11 +20,6 @@
 
 namespace ccattn::core {
 
-// Keys [lo, hi) one row sees, both in [0, Sk].
-struct RowLimits {
-    std::int64_t lo = 0, hi = 0;
-};
-
 struct SequenceBand {
     CompressedBand formula;  // the built-in band; also the element predicate of mask_mod / block-sparse
     TensorBand tensors;      // band tensors, when from_tensors
@@ -47,6 +42,8 @@ struct SequenceBand {
                 b.causal ? clamp(diag + 1, 0, b.seqlen_k) : b.seqlen_k};
     }
 };
+
+CCATTN_HD RowLimits row_limits(const SequenceBand& band, std::int64_t i) { return band.limits(i); }
 
 // The band of sequence b of a call: band tensors for MaskKind::band_tensors, else the built-in band
 // with that sequence's lengths (default offsets per sequence).
