@@ -1,7 +1,9 @@
 """The benchmark cases, shared by run.py (ccattn), peers.py (PyTorch peers), plot.py and table.py.
 
 Each case: batch, heads, lengths, whether the band is causal (non-causal: every key visible),
-compress factor cf and diag offset delta (kv j visible to query i iff j*cf <= i + delta), head dims,
+compress factor cf and diag offset delta (kv j visible to query i iff j*cf <= i + delta), or `band`, a
+mask only band tensors give (("prefix_lm", p): positions below p bidirectional, causal after;
+("chunked", c): blocks of c tokens, causal inside, docs/band_tensors.md), head dims,
 whether to time the backward, for varlen the per-document (Sq, Sk) lengths, and the extra figure
 its rows report in `note` (`metric`): `gbps` (decode: K/V bytes read per second) or `roofline`
 (training shapes: % of the floor max(FLOPs / PEAK_FLOPS, bytes / PEAK_BYTES)).
@@ -62,6 +64,8 @@ CASES = _with_paged64({  # in the default order of a run
     "nsa_b8_s4k": _nsa_training(8, 4096),
     "nsa_b4_s8k": _nsa_training(4, 8192),
     "nsa_b2_s16k": _nsa_training(2, 16384),
+    "prefix_lm_16k": dict(B=1, Hq=16, Hkv=16, nq=16384, nk=16384, band=("prefix_lm", 4096)),
+    "chunked_16k": dict(B=1, Hq=16, Hkv=16, nq=16384, nk=16384, band=("chunked", 2048)),
     "decode_b32_sk4k": _decode(32, 1, 4096, 64, 4),
     "decode_b8_sk16k": _decode(8, 1, 16384, 32, 8),
     "decode_b64_sq4_sk2k": _decode(64, 4, 2048, 32, 4),
@@ -71,8 +75,8 @@ CASES = _with_paged64({  # in the default order of a run
 
 def full(case):
     """The case with defaults filled in (causal, cf 1, delta 0, dk = dv = 128, backward on, no documents,
-    no KV cache: page None)."""
-    c = dict(causal=True, cf=1, delta=0, dk=128, dv=128, bwd=True, docs=None, metric=None, page=None)
+    no band-tensor-only mask, no KV cache: page None)."""
+    c = dict(causal=True, cf=1, delta=0, dk=128, dv=128, bwd=True, docs=None, band=None, metric=None, page=None)
     c.update(case)
     if c["docs"]:
         c["nq"] = sum(q for q, _ in c["docs"])
@@ -82,7 +86,8 @@ def full(case):
 
 def is_plain_causal(c):
     """Square causal attention without compression: the cases FA4 and SDPA's causal kernels run."""
-    return c["causal"] and c["cf"] == 1 and c["delta"] == 0 and c["nq"] == c["nk"] and not c["docs"]
+    return (c["causal"] and c["cf"] == 1 and c["delta"] == 0 and c["nq"] == c["nk"] and not c["docs"]
+            and not c["band"])
 
 
 def sequences(c):
@@ -102,10 +107,45 @@ def visible_pairs(nq, nk, cf, delta, causal=True):
     return total
 
 
+def row_edges(c, sq, sk):
+    """(lo, hi) lists of one sequence's rows (unclamped): the band tensors of a filled-in case, its mask
+    written row by row (the built-in band for cases without `band`)."""
+    if c["band"]:
+        kind, n = c["band"]
+        if kind == "prefix_lm":
+            return [0] * sq, [max(i + 1, n) for i in range(sq)]
+        if kind == "chunked":
+            return [i // n * n for i in range(sq)], [i + 1 for i in range(sq)]
+        raise ValueError(f"unknown band {kind}")
+    if not c["causal"]:
+        return [0] * sq, [sk] * sq
+    return [0] * sq, [(i + c["delta"]) // c["cf"] + 1 for i in range(sq)]
+
+
+def edges(case):
+    """(lo, hi, shape) of the case's band tensors: [B, Sq] rows, or [Tq] for varlen documents."""
+    c = full(case)
+    lo, hi = [], []
+    for sq, sk in sequences(c):
+        a, b = row_edges(c, sq, sk)
+        lo += a
+        hi += b
+    return lo, hi, ([c["nq"]] if c["docs"] else [c["B"], c["nq"]])
+
+
+def band_pairs(c, sq, sk):
+    """Visible pairs of one sequence under a band-tensor-only mask (edges clamped to [0, Sk])."""
+    lo, hi = row_edges(c, sq, sk)
+    return sum(max(0, min(b, sk) - max(a, 0)) for a, b in zip(lo, hi))
+
+
 def flops(case):
     """(forward, backward) FLOPs of the visible pairs."""
     c = full(case)
-    pairs = sum(visible_pairs(q, k, c["cf"], c["delta"], c["causal"]) for q, k in sequences(c))
+    if c["band"]:
+        pairs = sum(band_pairs(c, q, k) for q, k in sequences(c))
+    else:
+        pairs = sum(visible_pairs(q, k, c["cf"], c["delta"], c["causal"]) for q, k in sequences(c))
     fwd = 2 * pairs * c["Hq"] * (c["dk"] + c["dv"])
     bwd = 2 * pairs * c["Hq"] * (3 * c["dk"] + 2 * c["dv"])
     return fwd, bwd

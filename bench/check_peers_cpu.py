@@ -30,6 +30,8 @@ TINY = {
     "tiny_d192": dict(B=1, Hq=4, Hkv=1, nq=384, nk=bench_cases.nsa_keys(384), cf=16, delta=-31, dk=192, dv=128),
     "tiny_decode": dict(B=4, Hq=8, Hkv=2, nq=2, nk=300, causal=False, bwd=False, metric="gbps"),
     "tiny_decode_paged64": dict(B=4, Hq=8, Hkv=2, nq=2, nk=300, causal=False, bwd=False, metric="gbps", page=64),
+    "tiny_prefix_lm": dict(B=2, Hq=4, Hkv=4, nq=256, nk=256, band=("prefix_lm", 64)),
+    "tiny_chunked": dict(B=1, Hq=2, Hkv=2, nq=300, nk=300, band=("chunked", 128)),
 }
 WRONG = "--mismatch" in sys.argv
 

@@ -200,7 +200,7 @@ if has bench && [ ! -x "$build/src/cli/ccattn" ]; then
 elif has bench; then
   echo "== ccattn benchmark"
   "$python" bench/run.py --ccattn "$build/src/cli/ccattn" --csv "$csv" --card "$card" --cases "${CASES:-}" \
-    --masks "${MASKS:-native,block_sparse,mask_mod}" --resume --stop-at "$stop_at" > "$logs/bench.log" 2>&1
+    --masks "${MASKS:-native,block_sparse,mask_mod,band_tensors}" --resume --stop-at "$stop_at" > "$logs/bench.log" 2>&1
   rc=$?
   grep -vE "^(ccattn bench: |  )" "$logs/bench.log" | tail -70
   [ "$rc" -eq 0 ] || incomplete=1

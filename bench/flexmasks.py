@@ -17,6 +17,11 @@ EAGER_LIMIT = 2**32
 def band_mask_mod(c):
     """The case's mask as a FlexAttention mask_mod (documents packed along the sequence for varlen)."""
     cf, delta = c["cf"], c["delta"]
+    if c["band"]:  # the masks of cases.row_edges, stated per element
+        kind, n = c["band"]
+        if kind == "prefix_lm":
+            return lambda b, h, qi, ki: (ki <= qi) | (ki < n)
+        return lambda b, h, qi, ki: (ki <= qi) & (ki // n == qi // n)  # chunked
     if not c["docs"]:
         return lambda b, h, qi, ki: ki * cf <= qi + delta
     qdoc = torch.cat([torch.full((q,), d, device=DEV) for d, (q, _) in enumerate(c["docs"])])
@@ -32,7 +37,7 @@ def dense_mask(c):
     """[nq, nk] booleans, True where visible (fixed-length cases, the same band for every sequence)."""
     qi = torch.arange(c["nq"], device=DEV)[:, None]
     ki = torch.arange(c["nk"], device=DEV)[None, :]
-    return ki * c["cf"] <= qi + c["delta"]
+    return band_mask_mod(c)(0, 0, qi, ki)
 
 
 class BlockMasks:

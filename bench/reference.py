@@ -10,6 +10,8 @@ import math
 
 import torch
 
+import cases as bench_cases
+
 try:
     import ccattn
     IMPORT_ERROR = None
@@ -21,7 +23,12 @@ CHUNK = 1 << 15  # sequence positions per step of the error sums (bounds the fp3
 
 
 def ccattn_out(c, q, k, v):
-    """ccattn on [B, S, H, D] tensors (varlen: B = 1 and the documents packed along S)."""
+    """ccattn on [B, S, H, D] tensors (varlen: B = 1 and the documents packed along S); cases with a
+    band-tensor-only mask through band tensors."""
+    if c["band"]:
+        lo, hi, shape = bench_cases.edges(c)
+        band = tuple(torch.tensor(e, dtype=torch.int32, device=q.device).reshape(shape) for e in (lo, hi))
+        return ccattn.attention(q, k, v, band=band)
     if not c["causal"]:
         return ccattn.attention(q, k, v)
     band = dict(causal=True, compress_factor=c["cf"], diag_offset=c["delta"])

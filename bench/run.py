@@ -1,8 +1,10 @@
 """ccattn on the benchmark cases (bench/cases.py): `ccattn bench` per case and mask mechanism
-(native band, block-sparse lists built from the band, mask_mod = the band evaluated per element),
-forward and backward, appended to one CSV in the format of bench/rows.py. Non-causal (decode) cases
-run the native path only: without a mask there is nothing for the other mechanisms to skip; they go
-through the KV-cache call (`--kv-cache 0`, or `--kv-cache 64` for the `_paged64` twins: split-KV).
+(native band, block-sparse lists built from the band, mask_mod = the band evaluated per element,
+band_tensors = the band as per-row lo / hi tensors, --band-lo / --band-hi), forward and backward,
+appended to one CSV in the format of bench/rows.py. Non-causal (decode) cases run the native path
+only: without a mask there is nothing for the other mechanisms to skip; they go through the KV-cache
+call (`--kv-cache 0`, or `--kv-cache 64` for the `_paged64` twins: split-KV). Cases whose mask only
+band tensors give (prefix-LM, chunked) run band_tensors only.
 Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`.
 
 usage: python3 bench/run.py --ccattn build/src/cli/ccattn --csv FILE [--cases a,b] [--masks native,...]
@@ -12,6 +14,7 @@ ccattn_sm80. --resume skips what the CSV already holds;
 --stop-at starts nothing after that time (seconds since the epoch) and stops a run 60 s past it.
 """
 import argparse
+import array
 import csv
 import datetime
 import os
@@ -27,10 +30,25 @@ import rows  # noqa: E402
 GRACE_S = 60  # a `ccattn bench` started before --stop-at may run this long past it
 
 
-def case_arguments(case, backward=True):
+def write_npy(path, values, shape):
+    """An int64 .npy file (format 1.0, little-endian) of `values` in row-major `shape`."""
+    header = f"{{'descr': '<i8', 'fortran_order': False, 'shape': ({', '.join(map(str, shape))},), }}"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"  # the data starts 64-byte aligned
+    data = array.array("q", values)
+    if sys.byteorder != "little":
+        data.byteswap()
+    with open(path, "wb") as fh:
+        fh.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1"))
+        fh.write(data.tobytes())
+
+
+def case_arguments(case, backward=True, band_files=None):
+    """CLI arguments of a case; band_files = (LO.npy, HI.npy) replaces its band by band tensors."""
     c = bench_cases.full(case)
     args = ["--heads-q", c["Hq"], "--heads-kv", c["Hkv"], "--dim-qk", c["dk"], "--dim-v", c["dv"]]
-    if c["causal"]:
+    if band_files:
+        args += ["--band-lo", band_files[0], "--band-hi", band_files[1]]
+    elif c["causal"]:
         args += ["--causal", "--compress-factor", c["cf"], "--diag-offset", c["delta"]]
     if c["docs"]:
         args += ["--documents", ",".join(f"{q}:{k}" for q, k in c["docs"])]
@@ -44,19 +62,29 @@ def case_arguments(case, backward=True):
 
 
 def masks_for(case, masks):
-    return masks if bench_cases.full(case)["causal"] else [m for m in masks if m == "native"]
+    c = bench_cases.full(case)
+    if c["band"]:
+        return [m for m in masks if m == "band_tensors"]
+    return masks if c["causal"] else [m for m in masks if m == "native"]
 
 
 def bench_one(args, env, case, mask, timeout):
     """Runs `ccattn bench` once; returns its CSV rows, or raises with the CLI's last error line."""
-    with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
-        cmd = [args.ccattn, "bench", "--backend", "cuda", "--mask", mask, "--iters", str(args.iters),
-               "--csv", tmp.name] + case_arguments(case, not args.no_bwd)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = os.path.join(tmp, "rows.csv")
+        band_files = None
+        if mask == "band_tensors":  # the case's band as tensors: the CLI's native path reads them
+            lo, hi, shape = bench_cases.edges(case)
+            band_files = (os.path.join(tmp, "lo.npy"), os.path.join(tmp, "hi.npy"))
+            write_npy(band_files[0], lo, shape)
+            write_npy(band_files[1], hi, shape)
+        cmd = [args.ccattn, "bench", "--backend", "cuda", "--mask", "native" if band_files else mask,
+               "--iters", str(args.iters), "--csv", csv_path] + case_arguments(case, not args.no_bwd, band_files)
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         print(run.stdout, end="", flush=True)
         if run.returncode != 0:
             raise RuntimeError((run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1])
-        with open(tmp.name, newline="") as fh:
+        with open(csv_path, newline="") as fh:
             return list(csv.DictReader(fh))
 
 
@@ -65,7 +93,7 @@ def main():
     ap.add_argument("--ccattn", required=True)
     ap.add_argument("--csv", required=True)
     ap.add_argument("--cases", default="", help="comma-separated, in this order (default: all, cases.py's order)")
-    ap.add_argument("--masks", default="native,block_sparse,mask_mod")
+    ap.add_argument("--masks", default="native,block_sparse,mask_mod,band_tensors")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--card", default="")
     ap.add_argument("--kernels", default="", help="sm80: keep Hopper on the portable kernels")

@@ -33,7 +33,7 @@ A row that sees no key (an *empty row*) has ``out = 0`` and ``lse = -inf`` and c
 Any other monotone band is given as band tensors, ``band=(lo, hi)``: row ``i`` sees keys
 ``[lo[i], hi[i])`` clamped to ``[0, Sk)``, both non-decreasing in ``i`` within a sequence
 (docs/band_tensors.md; ``ccattn.bands`` builds them for prefix-LM, chunked attention, packed documents
-and NSA compressed keys per document). CPU only so far: on CUDA they raise ``NotImplementedError``.
+and NSA compressed keys per document), on CPU and CUDA tensors alike.
 """
 
 import math

@@ -2,7 +2,9 @@
 helpers of ``ccattn.bands`` against literal masks and the float32 reference, random monotone bands,
 varlen, errors, and the operator's fake and autograd registrations.
 
-Band tensors run on the CPU backend only so far; on CUDA they raise NotImplementedError.
+The CUDA tests (skipped without a device) run the same masks through the GPU kernels: the built-in
+band's bits from tensors describing it, the helpers and random bands against the reference, varlen,
+and the device check's errors.
 """
 
 import pytest
@@ -166,11 +168,81 @@ def test_errors():
            dtype=torch.int32), 30, 20, band=(lo, hi))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_is_not_implemented_yet():
-    q, k, v, _ = (t.cuda() for t in inputs(1, 64, 64, 2, 2, 64, 6))
-    lo, hi = (e[None].cuda() for e in ccattn.bands.prefix_lm(64, 16))
-    raises(NotImplementedError, ["band[0]", "CPU backend"], ccattn.attention, q, k, v, band=(lo, hi))
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("band", [(True, 1, None, None), (True, 16, -31, None), (False, 1, None, 40)])
+def test_cuda_forward_equals_builtin_band(band):
+    """The same kernel, tiles and per-row limits: the built-in band's out and lse bit for bit."""
+    q, k, v, _ = (t.detach().cuda() for t in inputs(2, 301, 227, 4, 2, 128, 9))
+    want = ccattn.attention(q, k, v, causal=band[0], compress_factor=band[1], diag_offset=band[2],
+                            window_left=band[3], return_lse=True)
+    lo, hi = (e.to(torch.int32).expand(2, -1).cuda() for e in builtin_edges(301, 227, *band))
+    got = ccattn.attention(q, k, v, band=(lo, hi), return_lse=True)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@cuda
+@pytest.mark.parametrize("case", literal_masks()[:3], ids=lambda c: c[0])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_helpers_against_reference(case, dtype):
+    _, (lo, hi), sk, visible = case
+    q, k, v, dout = (t.detach().cuda() for t in inputs(2, lo.numel(), sk, 4, 2, 64, 10, dtype))
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, lse = ccattn.attention(*leaves, band=(lo.expand(2, -1).cuda(), hi.expand(2, -1).cuda()), return_lse=True)
+    out.backward(dout)
+    check_against_reference(q, k, v, visible.cuda(), dout, None, out, lse, [t.grad for t in leaves], dtype)
+
+
+@cuda
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cuda_random_monotone_bands(seed):
+    gen = torch.Generator().manual_seed(seed)
+    sq, sk = 411, 373
+    lo, hi = random_edges(sq, sk, gen)
+    q, k, v, dout = (t.detach().cuda() for t in inputs(1, sq, sk, 6, 2, 128, seed))
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, lse = ccattn.attention(*leaves, band=(lo[None].cuda(), hi[None].cuda()), return_lse=True)
+    out.backward(dout)
+    visible = dense(lo.clamp(0, sk), hi.clamp(0, sk), sk).cuda()
+    check_against_reference(q, k, v, visible, dout, None, out, lse, [t.grad for t in leaves], torch.bfloat16)
+
+
+@cuda
+def test_cuda_varlen_band():
+    lens = [70, 0, 133]
+    cu = torch.tensor([0] + lens).cumsum(0).to(torch.int32)
+    gen = torch.Generator().manual_seed(11)
+    t = sum(lens)
+    q, k, v = (randn((t, 2, 64), torch.bfloat16, "cpu", gen).detach().cuda() for _ in range(3))
+    dout = torch.randn((t, 2, 64), generator=gen).to(torch.bfloat16).cuda()
+    parts = [ccattn.bands.prefix_lm(n, 30) for n in lens]
+    lo, hi = (torch.cat([p[i] for p in parts]).cuda() for i in (0, 1))
+    leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+    out, lse = ccattn.attention_varlen(*leaves, cu.cuda(), cu.cuda(), max(lens), max(lens), band=(lo, hi),
+                                       return_lse=True)
+    out.backward(dout)
+    visible = torch.zeros(t, t, dtype=torch.bool)
+    for b in range(len(lens)):
+        a, e = int(cu[b]), int(cu[b + 1])
+        visible[a:e, a:e] = dense(parts[b][0], parts[b][1], e - a)
+    batched = [x.unsqueeze(0) for x in (q, k, v, dout)]
+    check_against_reference(*batched[:3], visible.cuda(), batched[3], None, out.unsqueeze(0), lse.unsqueeze(0),
+                            [x.grad.unsqueeze(0) for x in leaves], torch.bfloat16)
+
+
+@cuda
+def test_cuda_errors():
+    """The device check names the same edge and row as the host check; validate=False skips it."""
+    q, k, v, _ = (t.detach().cuda() for t in inputs(2, 30, 20, 2, 1, 64, 5))
+    lo, hi = (e.expand(2, -1).cuda() for e in ccattn.bands.chunked(30, 8))
+    falling = hi.clone()
+    falling[1, 12] = 0
+    raises(ValueError, ["band[1]", "row 12 of sequence 1 has 0 after 12"], ccattn.attention, q, k, v,
+           band=(lo, falling))
+    ccattn.attention(q, k, v, band=(lo, falling), validate=False)
+    torch.cuda.synchronize()
 
 
 def test_opcheck_with_band():

@@ -65,12 +65,7 @@ Status BlockSparseLists::from_band(const Mask& band, const Shape& shape, BlockSp
     Lengths len;
     s = resolve(shape, len);
     if (!s.ok()) return s;
-    core::BandSpec spec;
-    spec.causal = band.causal;
-    spec.compress_factor = band.compress_factor;
-    spec.has_diag_offset = band.diag_offset.has_value();
-    spec.diag_offset = band.diag_offset.value_or(0);
-    spec.window_left = band.window_left.value_or(core::kNoWindow);
+    const core::BandSpec spec = api::band_spec(band);
 
     Builder lists(shape.batch, 1, core::num_tiles(len.max_q, shape.tile_m), shape);
     for (int b = 0; b < shape.batch; ++b) {

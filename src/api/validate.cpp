@@ -147,6 +147,27 @@ Status check_band_edge(const Tensor& t, const char* name, Device device, const c
     return Status::success();
 }
 
+}  // namespace
+
+core::BandSpec band_spec(const Mask& m) {
+    core::BandSpec s;
+    s.causal = m.causal;
+    s.compress_factor = m.compress_factor;
+    s.has_diag_offset = m.diag_offset.has_value();
+    s.diag_offset = m.diag_offset.value_or(0);
+    s.window_left = m.window_left.value_or(core::kNoWindow);
+    return s;
+}
+
+Status band_edge_error(const core::BandEdgeError& e) {
+    return Status::invalid(e.edge == core::EdgeError::lo ? "mask.lo" : "mask.hi",
+                           "must be non-decreasing within a sequence, but row " + std::to_string(e.row) +
+                               " of sequence " + std::to_string(e.b) + " has " + std::to_string(e.now) + " after " +
+                               std::to_string(e.before) + " (values clamped to [0, " + std::to_string(e.seqlen_k) + "])");
+}
+
+namespace {
+
 // Host band tensors: lo and hi, clamped to [0, Sk], non-decreasing within each sequence. The
 // first offending row (and sequence) is named.
 Status check_band_monotone(const core::AttnParams& p) {
@@ -154,14 +175,8 @@ Status check_band_monotone(const core::AttnParams& p) {
         const core::Sequence seq = core::sequence(p, b);
         const core::TensorBand band = core::tensor_band(p, b, seq);
         for (std::int64_t i = 1; i < seq.seqlen_q; ++i) {
-            const bool lo_ok = band.lo(i) >= band.lo(i - 1);
-            if (lo_ok && band.hi(i) >= band.hi(i - 1)) continue;
-            const std::int64_t now = lo_ok ? band.hi(i) : band.lo(i), before = lo_ok ? band.hi(i - 1) : band.lo(i - 1);
-            return Status::invalid(lo_ok ? "mask.hi" : "mask.lo",
-                                   "must be non-decreasing within a sequence, but row " + std::to_string(i) +
-                                       " of sequence " + std::to_string(b) + " has " + std::to_string(now) +
-                                       " after " + std::to_string(before) + " (values clamped to [0, " +
-                                       std::to_string(seq.seqlen_k) + "])");
+            const core::EdgeError e = core::edge_error(band, i);
+            if (e != core::EdgeError::none) return band_edge_error(core::describe_edge_error(band, b, i, e));
         }
     }
     return Status::success();
@@ -271,11 +286,7 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
     // mask_mod and block-sparse paths: always checked.
     const Status s = check_band(m);
     if (!s.ok()) return s;
-    p.band.causal = m.causal;
-    p.band.compress_factor = m.compress_factor;
-    p.band.has_diag_offset = m.diag_offset.has_value();
-    p.band.diag_offset = m.diag_offset.value_or(0);
-    p.band.window_left = m.window_left.value_or(core::kNoWindow);
+    p.band = band_spec(m);
     const bool host = device == Device::cpu;
     switch (m.kind) {
         case MaskKind::band:
@@ -290,8 +301,9 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p) {
         case MaskKind::band_tensors: {
             Status s = check_band_edge(m.tensor_band.lo, "mask.lo", device, p, p.band_rows.lo);
             if (s.ok()) s = check_band_edge(m.tensor_band.hi, "mask.hi", device, p, p.band_rows.hi);
-            // Device tensors: the CUDA backend refuses band tensors so far (src/cuda/backend.cu).
+            // Device tensors are checked on the device, by the CUDA backend (src/cuda/band_check.cu).
             if (s.ok() && host && m.tensor_band.validate) s = check_band_monotone(p);
+            p.check_band_rows = !host && m.tensor_band.validate;
             return s;
         }
         case MaskKind::block_sparse: {

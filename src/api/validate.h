@@ -46,6 +46,13 @@ Status fill_mask(const Mask& m, Device device, core::AttnParams& p);
 // j * cf and (j + window + 1) * cf (keys j < 2^31 on CUDA, where they run).
 Status check_band(const Mask& m);
 
+// A mask's band fields (causal, cf, delta, window) as the core band arithmetic takes them.
+core::BandSpec band_spec(const Mask& m);
+
+// The error of band tensors whose edge decreases at a row (core::describe_edge_error), from the
+// host check and the device check alike.
+Status band_edge_error(const core::BandEdgeError& e);
+
 // The entries of block-sparse lists whose shapes fill_*_params accepted for p, read as host memory:
 // counts within the slots, kv tiles within the sequence, no kv tile twice for one q-tile.
 Status check_block_sparse_entries(const BlockSparseMask& lists, const core::AttnParams& p);

@@ -30,18 +30,23 @@ core::RowTensor row_tensor(const HostArray& a, bool varlen) {
 
 Mask BandFiles::mask() const {
     auto view = [](const HostArray& a) { return a.view(const_cast<unsigned char*>(a.bytes.data()), Device::cpu); };
-    return Mask::band_tensors(view(lo), view(hi));
+    return Mask::band_tensors(view(lo), view(hi), validate);
 }
 
 std::vector<OptionSpec> band_file_options() {
     return {
         {"band-lo", "LO.npy", "band tensors: row i sees keys [lo, hi); int32/int64 [B, Sq] (varlen [Tq]); with --band-hi"},
         {"band-hi", "HI.npy", "band tensors: the rows' hi, like --band-lo (replaces the band options)"},
+        {"band-unchecked", "", "band tensors: skip the check that lo and hi never decrease (the caller guarantees it)"},
     };
 }
 
 Status read_band_files(const Options& o, BandFiles& files) {
-    if (!o.has("band-lo") && !o.has("band-hi")) return Status::success();
+    if (!o.has("band-lo") && !o.has("band-hi")) {
+        if (o.flag("band-unchecked")) return Status::invalid("--band-unchecked", "needs --band-lo and --band-hi");
+        return Status::success();
+    }
+    files.validate = !o.flag("band-unchecked");
     if (!o.has("band-lo") || !o.has("band-hi"))
         return Status::invalid(o.has("band-lo") ? "--band-hi" : "--band-lo", "band tensors need both --band-lo and --band-hi");
     for (const char* band : {"causal", "compress-factor", "diag-offset", "window-left"})

@@ -13,6 +13,7 @@ namespace ccattn::cli {
 
 struct BandFiles {
     HostArray lo, hi;  // int64 [B, Sq] or [Tq]; empty shapes when not given
+    bool validate = true;  // --band-unchecked clears it (BandTensors::validate)
     bool given() const { return !lo.empty_shape(); }
     // Band tensors viewing lo and hi in host memory, valid while this object is.
     Mask mask() const;

@@ -4,6 +4,7 @@
 #include <limits>
 #include <random>
 
+#include "api/validate.h"
 #include "core/band.h"
 #include "core/schedule.h"
 
@@ -11,16 +12,6 @@ namespace ccattn::cli {
 namespace {
 
 constexpr std::int64_t kMaxLength = (std::int64_t(1) << 31) - 1;  // cu_seqlens are int32
-
-core::BandSpec band_spec(const Mask& m) {
-    core::BandSpec s;
-    s.causal = m.causal;
-    s.compress_factor = m.compress_factor;
-    s.has_diag_offset = m.diag_offset.has_value();
-    s.diag_offset = m.diag_offset.value_or(0);
-    s.window_left = m.window_left.value_or(core::kNoWindow);
-    return s;
-}
 
 // Per-sequence (Sq, Sk) of the inputs.
 std::vector<std::pair<std::int64_t, std::int64_t>> sequence_lengths(const Inputs& in) {
@@ -274,7 +265,7 @@ Status CaseMask::build(const CaseSpec& c, const Inputs& in) {
         case Mechanism::native: return Status::success();
         case Mechanism::mask_mod: {
             std::vector<core::CompressedBand> bands;
-            for (const auto& [sq, sk] : sequence_lengths(in)) bands.push_back(band_spec(c.band).for_sequence(sq, sk));
+            for (const auto& [sq, sk] : sequence_lengths(in)) bands.push_back(api::band_spec(c.band).for_sequence(sq, sk));
             mask_.kind = MaskKind::mask_mod;
             mask_.mask_mod = [bands](int b, int, std::int64_t i, std::int64_t j) {
                 return core::visible(bands[std::size_t(b)], i, j);
@@ -316,7 +307,7 @@ Status CaseMask::build(const CaseSpec& c, const Inputs& in) {
 
 std::int64_t visible_pairs(const Mask& band, const Inputs& in) {
     std::int64_t pairs = 0;
-    const core::BandSpec spec = band_spec(band);
+    const core::BandSpec spec = api::band_spec(band);
     for (const auto& [sq, sk] : sequence_lengths(in)) pairs += core::visible_pairs(spec.for_sequence(sq, sk), sq);
     return pairs;
 }

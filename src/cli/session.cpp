@@ -24,7 +24,7 @@ const char* backend_name(Backend b) {
 
 namespace {
 
-// A host copy of a contiguous int32 list tensor (block-sparse lists live on the host).
+// A host copy of a contiguous host tensor (block-sparse lists, band tensors).
 HostArray copy_list(const Tensor& t) {
     std::vector<std::int64_t> shape(t.shape, t.shape + t.rank);
     HostArray a = HostArray::zeros(t.dtype, shape);
@@ -112,9 +112,14 @@ Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::o
     for (const auto& [slot, array] : slots)
         if (!(s = place(*slot, *array)).ok()) return s;
 
-    if (backend == Backend::cuda && mask.kind == MaskKind::band_tensors)
-        return Status::unsupported("mask.lo", "band tensors run on the CPU backend so far");
     Mask m = mask;
+    if (backend == Backend::cuda && mask.kind == MaskKind::band_tensors) {
+        Tensor* edges[2] = {&m.tensor_band.lo, &m.tensor_band.hi};
+        for (int e = 0; e < 2; ++e) {
+            if (!(s = place(band_[std::size_t(e)], copy_list(*edges[e]))).ok()) return s;
+            *edges[e] = band_[std::size_t(e)].view;
+        }
+    }
     if (backend == Backend::cuda && mask.kind == MaskKind::block_sparse) {
         BlockSparseMask& bs = m.block_sparse;
         Tensor* lists[4] = {&bs.full_count, &bs.full_index, &bs.partial_count, &bs.partial_index};

@@ -54,6 +54,7 @@ private:
     bool kv_cache_ = false;
     KvCacheArgs cache_args_;
     std::array<Slot, 4> sparse_;  // device copies of block-sparse lists
+    std::array<Slot, 2> band_;    // device copies of band tensors (lo, hi)
     ForwardArgs fwd_;
     BackwardArgs bwd_;
     DeviceTimer timer_;

@@ -14,6 +14,16 @@ CCATTN_HD std::int64_t floor_div(std::int64_t a, std::int64_t b) {
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 CCATTN_HD std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return -floor_div(-a, b); }
+// floor_div with a 32-bit division when a and b fit (the usual case; 64-bit division is a long
+// software sequence on the GPU).
+CCATTN_HD std::int64_t floor_div_fast(std::int64_t a, std::int64_t b) {
+    constexpr std::int64_t k31 = std::int64_t(1) << 31;
+    if (-k31 < a && a < k31 && b < k31) {
+        const std::int64_t q = std::int32_t(a) / std::int32_t(b);  // truncates toward zero
+        return q * b > a ? q - 1 : q;
+    }
+    return floor_div(a, b);
+}
 CCATTN_HD std::int64_t clamp(std::int64_t x, std::int64_t lo, std::int64_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
@@ -89,6 +99,18 @@ struct BandSpec {
 template <class Band>
 CCATTN_HD bool visible(const Band& band, std::int64_t i, std::int64_t j) {
     return band.lo(i) <= j && j < band.hi(i);
+}
+
+// Keys [lo, hi) one row sees, both in [0, Sk].
+struct RowLimits {
+    std::int64_t lo = 0, hi = 0;
+};
+
+// Both limits of row i of any band type. A band that computes them in one go overloads this
+// (core::SequenceBand: one division, or two loads).
+template <class Band>
+CCATTN_HD RowLimits row_limits(const Band& band, std::int64_t i) {
+    return {band.lo(i), band.hi(i)};
 }
 
 }  // namespace ccattn::core

@@ -38,4 +38,24 @@ struct TensorBand {
     CCATTN_HD std::int64_t hi(std::int64_t i) const { return clamp(rows.hi.at(b, row0 + i), 0, seqlen_k); }
 };
 
+// Which clamped edge decreases from row i - 1 to row i (1 <= i < Sq) of a sequence, lo first: the
+// host validation and the device check (src/cuda/band_check.cu) name the same row and edge.
+enum class EdgeError : std::uint8_t { none, lo, hi };
+CCATTN_HD EdgeError edge_error(const TensorBand& band, std::int64_t i) {
+    if (band.lo(i) < band.lo(i - 1)) return EdgeError::lo;
+    if (band.hi(i) < band.hi(i - 1)) return EdgeError::hi;
+    return EdgeError::none;
+}
+
+// What the error message names: the edge, the row and sequence, and the clamped values.
+struct BandEdgeError {
+    EdgeError edge = EdgeError::none;
+    int b = 0;
+    std::int64_t row = 0, now = 0, before = 0, seqlen_k = 0;
+};
+CCATTN_HD BandEdgeError describe_edge_error(const TensorBand& band, int b, std::int64_t i, EdgeError e) {
+    const bool lo = e == EdgeError::lo;
+    return {e, b, i, lo ? band.lo(i) : band.hi(i), lo ? band.lo(i - 1) : band.hi(i - 1), band.seqlen_k};
+}
+
 }  // namespace ccattn::core

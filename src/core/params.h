@@ -86,6 +86,8 @@ struct AttnParams {
     std::int64_t sparse_tile_m = 0, sparse_tile_n = 0;  // block-sparse tile sizes
     TileLists sparse_full, sparse_partial;
     BandRows band_rows;  // band tensors (mask_kind == band_tensors)
+    bool check_band_rows = false;  // device band tensors the backend checks first (BandTensors::validate)
+    std::int64_t band_visits = 0;  // the backward's q-tile visits per KV head, counted by that check; 0: unknown
     const Mask* host_mask = nullptr;  // host callables (mask_mod, custom band) for the CPU backend
 
     KvCache cache;      // kv-cache calls only

@@ -62,10 +62,10 @@ CCATTN_HD TileRange make_range(std::int64_t begin, std::int64_t end, std::int64_
 template <class Band>
 CCATTN_HD TileRange kv_tile_range(const Band& band, RowSpan rows, std::int64_t tile_n) {
     if (rows.empty()) return {};
-    std::int64_t lo_first = band.lo(rows.begin), hi_last = band.hi(rows.end - 1);
-    if (hi_last <= lo_first) return {};  // every row of the tile is empty
-    return make_range(floor_div(lo_first, tile_n), ceil_div(hi_last, tile_n),
-                      ceil_div(band.lo(rows.end - 1), tile_n), floor_div(band.hi(rows.begin), tile_n));
+    const RowLimits first = row_limits(band, rows.begin), last = row_limits(band, rows.end - 1);
+    if (last.hi <= first.lo) return {};  // every row of the tile is empty
+    return make_range(floor_div(first.lo, tile_n), ceil_div(last.hi, tile_n), ceil_div(last.lo, tile_n),
+                      floor_div(first.hi, tile_n));
 }
 
 // First i in [begin, end) with pred(i) true, for pred false...false true...true; end if none.

@@ -1,7 +1,8 @@
 // The CUDA backend's dispatch table: what every CUDA kernel needs beyond validation (dtype, head dims,
 // 16-byte aligned rows, sizes), then the kernel family for the device's compute capability.
 //   compute capability 9.0: the sm90 forward (wgmma, TMA) for what sm90::supports(p), the sm90
-//                           backward for what sm90::supports_backward(p), else sm80
+//                           backward for what sm90::supports_backward(p) except band tensors (the
+//                           sm90 backward reads the built-in band only so far), else sm80
 //   compute capability >= 8.0: sm80 kernels (mma.sync)
 //   below 8.0: unsupported
 // Before both: the split-KV decode (src/decode) for forwards with few query rows per KV head whose grid
@@ -16,6 +17,7 @@
 
 #include "api/backends.h"
 #include "ccattn/cuda_tiles.h"
+#include "cuda/band_check.h"
 #include "cuda/cuda_status.h"
 #include "decode/decode.h"
 #include "sm80/backward_tiles.h"
@@ -82,8 +84,6 @@ Status check_supported(const core::AttnParams& p, bool backward) {
         return Status::unsupported("q", "query length times query heads per KV head must be below 2^31 - 2^16 on CUDA");
     if (p.mask_kind == MaskKind::custom_band)
         return Status::unsupported("mask.custom_band", "host callables run on the CPU backend only");
-    if (p.mask_kind == MaskKind::band_tensors)
-        return Status::unsupported("mask.lo", "band tensors run on the CPU backend so far");
     if (p.mask_kind == MaskKind::mask_mod || p.mask_kind == MaskKind::block_sparse) {
         if (p.band.compress_factor >= kMaxElementBandFactor)
             return Status::unsupported("mask.compress_factor", "must be below 2^31 for per-element masks on CUDA");
@@ -128,8 +128,14 @@ Status dispatch(const core::AttnParams& p, bool backward, Sm90Supports&& sm90_su
     int cc = 0;
     if (!(s = compute_capability(cc)).ok()) return s;
     if (cc < 80) return below_sm80(cc);
-    if (use_sm90(cc) && sm90_supports(p)) return sm90_kernel(p);
-    return sm80_kernel(p);
+    if (!p.check_band_rows) return use_sm90(cc) && sm90_supports(p) ? sm90_kernel(p) : sm80_kernel(p);
+    // Band tensors, checked on the device before anything is written; the same pass counts the
+    // backward's q-tile visits for its chunks (both families use sm80's backward tiles).
+    core::AttnParams checked = p;
+    sm80::BackwardTile tile;
+    const bool counts = backward && sm80::backward_tile_for(p.dim_qk, p.dim_v, tile);
+    if (!(s = check_band_rows(p, counts ? &tile : nullptr, checked.band_visits)).ok()) return s;
+    return use_sm90(cc) && sm90_supports(checked) ? sm90_kernel(checked) : sm80_kernel(checked);
 }
 
 }  // namespace
@@ -199,7 +205,10 @@ Status forward_kvcache(const core::AttnParams& p) {
     return decode::forward(p);
 }
 Status backward(const core::AttnParams& p) {
-    return dispatch(p, true, sm90::supports_backward, sm90::backward, sm80::backward);
+    auto sm90_runs = [](const core::AttnParams& q) {
+        return q.mask_kind != MaskKind::band_tensors && sm90::supports_backward(q);
+    };
+    return dispatch(p, true, sm90_runs, sm90::backward, sm80::backward);
 }
 
 }  // namespace ccattn::cuda

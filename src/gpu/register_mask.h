@@ -15,7 +15,8 @@ namespace ccattn::gpu {
 using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor
 
-// Row r sees keys [lo[r], hi[r]) (sequence-local, computed once per q-tile); the tile starts at key n0.
+// Row r sees keys [lo[r], hi[r]) (sequence-local, computed once per q-tile from core::SequenceBand:
+// the built-in band or band tensors); the tile starts at key n0.
 // Per element: two integer compares against per-row limits shifted into the tile.
 template <int kRows, class Scores, class Coords>
 __device__ __forceinline__ void mask_band(Scores& s, const Coords& coord, const int (&lo)[kRows],

@@ -15,8 +15,10 @@ namespace ccattn::sm80 {
 // Chunks of the q range (QChunks). None while the kv-tiles of all (batch, KV head) pairs give every SM
 // kWaves CTAs; otherwise chunks of equal length such that the whole backward makes about kWaves CTAs
 // per SM, none shorter than kMinChunk q-tiles (its dK, dV atomics then cost little next to its math).
-// The work is estimated per (batch, KV head) from the largest sequence: the band's q-tile ranges, every
-// q-tile for mask_mod, every q-tile of every query head for block-sparse lists (a dense bound).
+// The work is estimated per (batch, KV head) from the largest sequence: the band's q-tile ranges; for
+// band tensors the visits the backend's device check counted (p.band_visits; unchecked tensors, not
+// read on the host, like mask_mod); every q-tile for mask_mod, every q-tile of every query head for
+// block-sparse lists (a dense bound).
 inline QChunks q_chunks(const core::AttnParams& p, const BackwardTile& tile, const SparseBits& sparse, int sms) {
     constexpr int kWaves = 4;
     constexpr std::int64_t kMinChunk = 8;
@@ -31,6 +33,8 @@ inline QChunks q_chunks(const core::AttnParams& p, const BackwardTile& tile, con
         const core::CompressedBand band = p.band.for_sequence(p.seqlen_q, p.seqlen_k);
         for (std::int64_t n = 0; n < kv_tiles; ++n)
             work += core::q_tile_range(band, n * tile.kv_tile, tile.kv_tile, p.seqlen_q, tile.q_tile, p.group).count();
+    } else if (p.mask_kind == MaskKind::band_tensors && p.band_visits > 0) {
+        work = core::ceil_div(p.band_visits, p.batch);  // counted on the device over every sequence
     } else if (p.mask_kind == MaskKind::block_sparse) {
         positions = core::ceil_div(p.seqlen_q, std::int64_t(tile.q_tile) * sparse.q_subtiles);
         visits_per_position = std::int64_t(p.group) * sparse.q_subtiles;

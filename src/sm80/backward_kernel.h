@@ -17,6 +17,7 @@
 #include <cute/tensor.hpp>
 
 #include "core/band.h"
+#include "core/band_source.h"
 #include "core/params.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
@@ -79,7 +80,7 @@ __device__ __forceinline__ void atomic_add_rows(const Mma& mma, Acc& acc, float 
 struct CtaCoord {
     int b = 0, kv_head = 0;
     core::Sequence seq;
-    core::CompressedBand band;
+    core::SequenceBand band;
     std::int64_t n0 = 0;
     std::int64_t q_row0 = 0;  // dense row of the sequence's first query (workspaces)
     std::int64_t k_row0 = 0;  // dense row of its first key
@@ -186,10 +187,10 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
     if (t.mask == TileMask::limits || t.mask == TileMask::bounds) {
         gpu::mask_band(s, coord, lo, hi, 0);
     } else if (t.mask == TileMask::element) {
-        const gpu::ElementBand in_band(cta.band);
+        const gpu::ElementBand in_band(cta.band.formula);
         gpu::mask_elements(s, coord, [&](int r, int col) { return in_band(query[r], cta.n0 + col); });
     } else if (t.mask == TileMask::sparse) {
-        const gpu::ElementBand in_band(cta.band);
+        const gpu::ElementBand in_band(cta.band.formula);
         gpu::mask_elements(s, coord, [&](int r, int col) {
             return sparse_visible(t, bp.sparse, cta.n0, col, cta.seq.seqlen_k, in_band(query[r], cta.n0 + col));
         });
@@ -259,7 +260,7 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
         c.kv_head = kv_head;
         c.seq = core::sequence(p, b);
         c.n0 = n_block * kBlockN;
-        c.band = p.band.for_sequence(c.seq.seqlen_q, c.seq.seqlen_k);
+        c.band = core::sequence_band(p, b, c.seq);
         c.q_row0 = p.varlen() ? c.seq.row_q : std::int64_t(b) * p.seqlen_q;
         c.k_row0 = p.varlen() ? c.seq.row_k : std::int64_t(b) * p.seqlen_k;
         state->has[0] = state->has[1] = false;

@@ -1,6 +1,7 @@
 // The backward's tile scheduler: the q-tiles one CTA (kv-tile, q chunk, KV head, batch) visits, in
 // order, and how each is masked. Each kind's q-tiles are cut to the CTA's chunk (QChunks).
-//   band:         q-tiles [begin, end) of core::q_tile_range, GQA-packed; full ones unmasked.
+//   band, band tensors: q-tiles [begin, end) of core::q_tile_range over the sequence's band
+//                 (core/band_source.h), GQA-packed; full ones unmasked.
 //   mask_mod:     every q-tile of the sequence, GQA-packed, masked per element.
 //   block_sparse: per query head of the group (no packing), in ascending order, the q-tiles whose lists
 //                 name a sparse kv-tile of this CTA (SparseBits); keys of partial sparse tiles are masked
@@ -11,6 +12,7 @@
 
 #include "ccattn/mask.h"
 #include "core/host_device.h"
+#include "core/band_source.h"
 #include "core/params.h"
 #include "core/schedule.h"
 #include "sm80/backward_params.h"
@@ -54,26 +56,13 @@ CCATTN_HD QRow q_row(const QTile& t, int r, int q_tile, std::int64_t seqlen_q) {
     return {true, std::int64_t(i), t.head0 + int(u - i * pack)};
 }
 
-// floor(a / b) for b > 0, with a 32-bit division when a and b fit (the usual case; 64-bit division is
-// a long software sequence on the GPU).
-CCATTN_HD std::int64_t floor_div_fast(std::int64_t a, std::int64_t b) {
-    constexpr std::int64_t k31 = std::int64_t(1) << 31;
-    if (-k31 < a && a < k31 && b < k31) {
-        const std::int64_t q = std::int32_t(a) / std::int32_t(b);  // truncates toward zero
-        return q * b > a ? q - 1 : q;
-    }
-    return core::floor_div(a, b);
-}
-
 // TileMask::limits: the columns [lo, hi) of key tile [n0, n0 + kv_tile) that query i sees under the
 // band, i.e. [band.lo(i), band.hi(i)) shifted into the tile and clamped to it.
-CCATTN_HD void band_columns(const core::CompressedBand& band, std::int64_t i, std::int64_t n0, int kv_tile, int& lo,
+CCATTN_HD void band_columns(const core::SequenceBand& band, std::int64_t i, std::int64_t n0, int kv_tile, int& lo,
                             int& hi) {
-    const std::int64_t diag = floor_div_fast(i + band.diag_offset, band.compress_factor);
-    const std::int64_t first = band.window_left == core::kNoWindow ? 0 : core::clamp(diag - band.window_left, 0, band.seqlen_k);
-    const std::int64_t last = band.causal ? core::clamp(diag + 1, 0, band.seqlen_k) : band.seqlen_k;
-    lo = int(core::clamp(first - n0, 0, kv_tile));
-    hi = int(core::clamp(last - n0, 0, kv_tile));
+    const core::RowLimits r = band.limits(i);
+    lo = int(core::clamp(r.lo - n0, 0, kv_tile));
+    hi = int(core::clamp(r.hi - n0, 0, kv_tile));
 }
 
 // TileMask::sparse: is key n0 + col visible? Its sparse kv-tile (the CTA's u-th, counted from the one
@@ -98,7 +87,7 @@ CCATTN_HD int lowest_bit(std::uint64_t x) {
 // Built and advanced by one thread; host-callable so that tests can walk it.
 class QTileSchedule {
   public:
-    CCATTN_HD QTileSchedule(const BackwardParams& bp, const core::CompressedBand& band, int b, int kv_head,
+    CCATTN_HD QTileSchedule(const BackwardParams& bp, const core::SequenceBand& band, int b, int kv_head,
                              std::int64_t n_block, int chunk, std::int64_t seqlen_q, std::int64_t seqlen_k, int q_tile,
                              int kv_tile)
         : kind_(bp.p.mask_kind), group_(bp.p.group), head0_(kv_head * bp.p.group), q_tile_(q_tile) {

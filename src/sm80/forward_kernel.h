@@ -4,8 +4,9 @@
 // kTileM packed rows of its G query heads (packed row pr = query pr / G of head slot * G + pr % G, see
 // core::query_span); block-sparse masks run unpacked (G = 1, slot = query head) because their lists are
 // per query head. Per kv tile: S = Q K^T (mma.sync, operands by ldmatrix), scale to log2 units, mask in
-// registers if the tile is partial, online softmax, O += P V. Loads are cp.async and overlap the math:
-// V(t) lands during Q K(t)^T, K(next) during softmax and P V(t).
+// registers if the tile is partial (built-in band or band tensors: per-row limits of
+// core::SequenceBand), online softmax, O += P V. Loads are cp.async and overlap the math: V(t) lands
+// during Q K(t)^T, K(next) during softmax and P V(t).
 #pragma once
 
 #include <climits>
@@ -18,6 +19,7 @@
 #include "ccattn/mask.h"
 #include "ccattn/status.h"
 #include "core/band.h"
+#include "core/band_source.h"
 #include "core/params.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
@@ -48,17 +50,15 @@ struct QTileRows {
         rows.pack = p.mask_kind == MaskKind::block_sparse ? 1 : p.group;
         rows.slot = blockIdx.y;
         rows.b = blockIdx.z;
-        // Causal: the last q-tiles see the most keys; launch them first.
-        rows.mt = p.band.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+        // The last q-tiles see the most keys: launch them first.
+        rows.mt = core::later_rows_see_more(p) ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
         rows.seq = core::sequence(p, rows.b);
         rows.m0 = rows.mt * tile_m;
         rows.packed_rows = rows.seq.seqlen_q * rows.pack;
         return rows;
     }
     __device__ bool empty() const { return m0 >= packed_rows; }  // varlen: beyond this sequence
-    __device__ core::CompressedBand band(const core::AttnParams& p) const {
-        return p.band.for_sequence(seq.seqlen_q, seq.seqlen_k);
-    }
+    __device__ core::SequenceBand band(const core::AttnParams& p) const { return core::sequence_band(p, b, seq); }
 
     __device__ bool valid(int r) const { return m0 + r < packed_rows; }
     __device__ std::int64_t query(int r) const { return (m0 + r) / pack; }
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
     const QTileRows rows = QTileRows::of_cta(p, kM);
     if (rows.empty()) return;
     const int seqlen_k = int(rows.seq.seqlen_k);  // < 2^31 (checked on the host)
-    const core::CompressedBand band = rows.band(p);
+    const core::SequenceBand band = rows.band(p);
     const int kv_head = rows.slot * rows.pack / p.group;
 
     KvSchedule sched;
@@ -141,8 +141,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
         const int row = get<0>(coord(r, 0));
-        lo[r] = rows.valid(row) ? int(band.lo(rows.query(row))) : 0;
-        hi[r] = rows.valid(row) ? int(band.hi(rows.query(row))) : 0;
+        const core::RowLimits l = rows.valid(row) ? band.limits(rows.query(row)) : core::RowLimits{};
+        lo[r] = int(l.lo);
+        hi[r] = int(l.hi);
     }
 
     // Rows with a visible key, which the softmax cannot tell from masked scores: a row the mask
@@ -178,12 +179,12 @@ __global__ void __launch_bounds__(T::kThreads, 1) forward_kernel(const __grid_co
         auto s = rowcol(acc_s);
         if constexpr (kMasked) {
             const int n0 = t * kN;
-            if (p.mask_kind == MaskKind::band) {
+            if (p.mask_kind == MaskKind::band || p.mask_kind == MaskKind::band_tensors) {
                 gpu::mask_band(s, coord, lo, hi, n0);
             } else {
                 // Per element, as a user predicate would be: nothing precomputed per row.
                 const QTileRows cta = QTileRows::of_cta(p, kM);
-                const gpu::ElementBand visible(cta.band(p));
+                const gpu::ElementBand visible(cta.band(p).formula);
                 gpu::mask_elements(s, coord, [&](int r, int col) {
                     const bool v = visible(cta.query32(get<0>(coord(r, 0))), std::int64_t(n0) + col);
                     seen[r] = seen[r] || v;

@@ -1,7 +1,8 @@
 // Which kv tiles one forward CTA visits, in which order, and which of them need masking; one interface
 // over the three mask mechanisms:
-//   band:         core::kv_tile_range, visited from the last tile down (the diagonal, masked, comes
-//                 first); tiles in [full_begin, full_end) unmasked
+//   band:         core::kv_tile_range of the sequence's band (core::SequenceBand: built-in or band
+//                 tensors), visited from the last tile down (the diagonal, masked, comes first); tiles
+//                 in [full_begin, full_end) unmasked
 //   mask_mod:     every tile of the sequence, all masked per element (no skipping)
 //   block_sparse: the caller's partial tiles (masked per element), then its full tiles (unmasked unless
 //                 they run past the sequence end)

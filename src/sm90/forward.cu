@@ -37,6 +37,7 @@ Status unsupported_reason(const core::AttnParams& p) {
                                             std::to_string(p.dim_v) + " (have 64/64, 128/128, 192/128, 256/256)");
     switch (p.mask_kind) {
         case MaskKind::band:
+        case MaskKind::band_tensors:
         case MaskKind::mask_mod: break;
         case MaskKind::block_sparse:
             if (p.sparse_tile_m != tile.block_m || p.sparse_tile_n != tile.block_n)
@@ -45,7 +46,6 @@ Status unsupported_reason(const core::AttnParams& p) {
                                                " x " + std::to_string(tile.block_n) + " tiles");
             break;
         case MaskKind::custom_band: return Status::unsupported("mask.custom_band", "host callables run on the CPU only");
-        case MaskKind::band_tensors: return Status::unsupported("mask.lo", "band tensors run on the CPU backend so far");
     }
     // The softmax takes row maxima of the raw scores and masks with -inf: it needs scale > 0.
     if (!(p.scale_log2 > 0.f)) return Status::unsupported("scale", "the sm90 kernel needs a positive scale");

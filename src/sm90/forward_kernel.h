@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
                 Epilogue::store_empty(params.attn, info, work.batch, wg, thread_in_group);
                 continue;
             }
-            mask.set_rows(info, slice_row0, thread_in_group);
+            mask.set_rows(core::sequence_band(params.attn, work.batch, info.seq), info, slice_row0, thread_in_group);
             load_query<typename Traits::Element>(params.attn, info, work.batch, slice_row0, sQ, thread_in_group, wg);
             auto tOrO = Consumer::make_output_fragment();
             float lse[Consumer::kRows];

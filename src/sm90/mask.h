@@ -10,6 +10,7 @@
 #include <cute/tensor.hpp>
 
 #include "core/band.h"
+#include "core/band_source.h"
 #include "gpu/register_mask.h"
 #include "sm90/fragment.h"
 #include "sm90/work_tile.h"
@@ -38,15 +39,17 @@ struct RegisterMask {
     CUTE_DEVICE static int first_col(int thread_in_group) { return get<1>(coords(thread_in_group)(0, 0)); }
 
     // The limits of this thread's rows for a work tile whose warp-group slice starts at packed row
-    // `slice_row0` of the tile.
+    // `slice_row0` of the tile, under the band of its sequence (core::sequence_band).
     template <class Info>
-    CUTE_DEVICE void set_rows(const Info& info, int slice_row0, int thread_in_group) {
+    CUTE_DEVICE void set_rows(const core::SequenceBand& band, const Info& info, int slice_row0, int thread_in_group) {
         const int col0 = first_col(thread_in_group);
         CUTE_UNROLL
         for (int m = 0; m < kRows; ++m) {
-            const std::int64_t i = info.query_of(slice_row0 + row_of(thread_in_group, m));
-            band_lo[m] = int(info.band.lo(i)) - col0;
-            band_hi[m] = int(info.band.hi(i)) - col0;
+            const int r = slice_row0 + row_of(thread_in_group, m);
+            // Rows past the sequence see nothing (band tensors have no entry for them).
+            const core::RowLimits l = info.holds_row(r) ? band.limits(info.query_of(r)) : core::RowLimits{};
+            band_lo[m] = int(l.lo) - col0;
+            band_hi[m] = int(l.hi) - col0;
         }
     }
 

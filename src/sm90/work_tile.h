@@ -7,6 +7,7 @@
 
 #include "ccattn/mask.h"
 #include "core/band.h"
+#include "core/band_source.h"
 #include "core/params.h"
 #include "core/schedule.h"
 
@@ -35,7 +36,6 @@ struct KvStep {
 template <int kBlockM, int kBlockN>
 struct WorkInfo {
     core::Sequence seq;
-    core::CompressedBand band;
     std::int64_t row_begin = 0;  // first packed row of the tile
     int pack = 1;                // packed rows per query position
     int head0 = 0;               // query head of packed row 0; row r has head head0 + r % pack
@@ -55,7 +55,6 @@ struct WorkInfo {
 
     CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w) {
         seq = core::sequence(p, w.batch);
-        band = p.band.for_sequence(seq.seqlen_q, seq.seqlen_k);
         const bool sparse = p.mask_kind == MaskKind::block_sparse;
         pack = sparse ? 1 : p.group;
         head0 = sparse ? w.head : w.head * p.group;
@@ -75,11 +74,13 @@ struct WorkInfo {
             full = fl.index + w.batch * fl.index_batch_stride + w.head * fl.index_head_stride + w.m_block * fl.index_tile_stride;
             return;
         }
-        // mask_mod: every tile of the sequence, each masked per element by the band fields.
+        // mask_mod: every tile of the sequence, each masked per element by the band fields. The band
+        // (built-in or band tensors) is not kept: the consumer's rows read it once (RegisterMask).
         const core::TileRange range =
             p.mask_kind == MaskKind::mask_mod
                 ? core::make_range(0, core::num_tiles(seq.seqlen_k, kBlockN), 0, 0)
-                : core::kv_tile_range(band, core::query_span(w.m_block, kBlockM, pack, seq.seqlen_q), kBlockN);
+                : core::kv_tile_range(core::sequence_band(p, w.batch, seq),
+                                      core::query_span(w.m_block, kBlockM, pack, seq.seqlen_q), kBlockN);
         tile_end = int(range.end);
         full_begin = int(range.full_begin);
         full_end = int(range.full_end);
@@ -97,6 +98,8 @@ struct WorkInfo {
         return {n, full_begin <= n && n < full_end ? Masking::none : Masking::band};
     }
 
+    // Whether packed row r of the tile is a row of the sequence.
+    CCATTN_HD bool holds_row(int r) const { return row_begin + r < seq.seqlen_q * pack; }
     // Packed row r of the tile (0-based within the tile) -> query position and query head.
     CCATTN_HD std::int64_t query_of(int r) const { return (row_begin + r) / pack; }
     CCATTN_HD int head_of(int r) const { return head0 + int((row_begin + r) % pack); }

@@ -571,7 +571,9 @@ TEST_F(Cli, CheckBandTensorsFixedAndVarlen) {
     const std::string common = " --heads-q 4 --heads-kv 2 --dim-qk 32 --dim-v 16 --threads 2 --bwd --backend cpu";
     for (const std::string& extra :
          {" --batch 2 --seqlen-q 70 --seqlen-k 20 --band-lo " + path("lo.npy") + " --band-hi " + path("hi.npy"),
-          " --documents 70:25,70:9 --band-lo " + path("lo_t.npy") + " --band-hi " + path("hi_t.npy")}) {
+          " --documents 70:25,70:9 --band-lo " + path("lo_t.npy") + " --band-hi " + path("hi_t.npy"),
+          " --batch 2 --seqlen-q 70 --seqlen-k 20 --band-unchecked --band-lo " + path("lo.npy") + " --band-hi " +
+              path("hi.npy")}) {
         const Result r = ccattn("check" + common + extra);
         EXPECT_EQ(r.code, 0) << extra << "\n" << r.out << r.err;
         EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
@@ -605,6 +607,7 @@ TEST_F(Cli, BandTensorErrorsNameTheOption) {
         {sizes + "--band-lo " + path("lo.npy"), "--band-hi", "both"},
         {sizes + "--causal" + files, "--band-lo", "--causal"},
         {sizes + "--mask mask_mod" + files, "--band-lo", "native"},
+        {sizes + "--band-unchecked", "--band-unchecked", "needs --band-lo"},
     };
     for (const Bad& c : cases) {
         const Result r = ccattn(c.args);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/band.h"
+#include "edge_rows.h"
 #include "problem.h"
 
 namespace ccattn::test {
@@ -38,48 +39,25 @@ std::int64_t seqlen(const Problem& pr, int b, bool keys) {
     return (keys ? pr.cfg.lens_k : pr.cfg.lens_q)[std::size_t(b)];
 }
 
-// The built-in band of each sequence, row by row.
+SequenceLengths lengths(const Problem& pr) {
+    SequenceLengths seqs;
+    for (int b = 0; b < pr.batch; ++b) seqs.push_back({seqlen(pr, b, false), seqlen(pr, b, true)});
+    return seqs;
+}
+
 Edges edges_of(const Problem& pr, const Mask& band) {
-    core::BandSpec spec;
-    spec.causal = band.causal;
-    spec.compress_factor = band.compress_factor;
-    spec.has_diag_offset = band.diag_offset.has_value();
-    spec.diag_offset = band.diag_offset.value_or(0);
-    spec.window_left = band.window_left.value_or(core::kNoWindow);
+    const EdgeRows r = builtin_edge_rows(lengths(pr), band);
     Edges e;
-    for (int b = 0; b < pr.batch; ++b) {
-        const core::CompressedBand cb = spec.for_sequence(seqlen(pr, b, false), seqlen(pr, b, true));
-        for (std::int64_t i = 0; i < seqlen(pr, b, false); ++i) {
-            e.lo.push_back(cb.lo(i));
-            e.hi.push_back(cb.hi(i));
-        }
-    }
+    e.lo = r.lo;
+    e.hi = r.hi;
     return e;
 }
 
-// Random non-decreasing edges: mostly small steps, some larger than a 64-key tile, values below 0 and
-// above Sk (clamped), rows with lo >= hi (empty) and rows with lo <= 0, hi >= Sk (every key).
 Edges random_edges(const Problem& pr, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    auto uniform = [&](std::int64_t lo, std::int64_t hi) {  // in [lo, hi]
-        return lo + std::int64_t(rng() % std::uint64_t(hi - lo + 1));
-    };
+    const EdgeRows r = random_edge_rows(lengths(pr), seed);
     Edges e;
-    for (int b = 0; b < pr.batch; ++b) {
-        const std::int64_t sq = seqlen(pr, b, false), sk = seqlen(pr, b, true);
-        const std::int64_t rate = sk / (sq > 0 ? sq : 1) + 1;  // hi reaches about Sk by the last row
-        // A jump past a 64-key tile (and maybe past Sk), else a small step.
-        auto step = [&](int jump_percent, std::int64_t small) {
-            return uniform(0, 99) < jump_percent ? uniform(65, 65 + sk / 2) : uniform(0, small);
-        };
-        std::int64_t lo = uniform(-40, 10), hi = uniform(-10, 30);
-        for (std::int64_t i = 0; i < sq; ++i) {
-            e.lo.push_back(lo);
-            e.hi.push_back(hi);
-            lo += uniform(0, 1) ? step(2, rate) : 0;
-            hi += step(3, 2 * rate);
-        }
-    }
+    e.lo = r.lo;
+    e.hi = r.hi;
     return e;
 }
 

@@ -151,6 +151,11 @@ struct TestTensor {
                 std::memcpy(&i, p, 4);
                 return i;
             }
+            case DType::int64: {
+                std::int64_t i;
+                std::memcpy(&i, p, 8);
+                return double(i);
+            }
         }
         return 0;
     }
@@ -171,6 +176,11 @@ struct TestTensor {
             case DType::int32: {
                 std::int32_t i = std::int32_t(v);
                 std::memcpy(p, &i, 4);
+                break;
+            }
+            case DType::int64: {
+                std::int64_t i = std::int64_t(v);
+                std::memcpy(p, &i, 8);
                 break;
             }
         }
@@ -538,6 +548,24 @@ inline bool device_is_sm80_or_newer() {
     int device = 0, major = 0;
     return cudaGetDevice(&device) == cudaSuccess &&
            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 8;
+}
+
+inline bool device_is_sm90() {
+    int device = 0, major = 0, minor = 0;
+    return device_is_sm80_or_newer() && cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+           major * 10 + minor == 90;
+}
+
+// The host copies of a test's cu_seqlens, for filling params directly (kernel-level calls).
+inline api::HostSeqlens host_seqlens(const AttnTensors& t) {
+    api::HostSeqlens host;
+    if (t.cu_q.rank) {
+        host.q = reinterpret_cast<const std::int32_t*>(t.cu_q.host.data());
+        host.k = reinterpret_cast<const std::int32_t*>(t.cu_k.host.data());
+    }
+    return host;
 }
 
 #define CCATTN_REQUIRE_SM80()                                                                   \

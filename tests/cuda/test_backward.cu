@@ -32,6 +32,7 @@
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
+#include "cuda/grad_check.h"
 #include "cuda/non_finite.h"
 #include "sm80/backward_chunks.h"
 #include "sm80/backward_params.h"
@@ -193,11 +194,6 @@ TEST(Sm90BackwardHost, SharedMemoryViews) {
 TEST(Sm80BackwardHost, RowArithmetic) {
     std::mt19937_64 rng(3);
     auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
-    for (int iter = 0; iter < 20000; ++iter) {
-        const std::int64_t big = std::int64_t(1) << (iter % 2 ? 62 : 33);
-        const std::int64_t a = pick(-big, big), b = pick(1, iter % 3 ? 100 : big);
-        ASSERT_EQ(sm80::floor_div_fast(a, b), core::floor_div(a, b)) << a << " / " << b;
-    }
     // Packed rows of GQA groups that do and do not divide the tile.
     for (int pack : {1, 3, 8, 16}) {
         sm80::QTile t;
@@ -374,27 +370,10 @@ TEST(Sm80BackwardHost, SparseScheduleMatchesLists) {
 // GPU checks
 
 
-api::HostSeqlens host_seqlens(const AttnTensors& t) {
-    api::HostSeqlens host;
-    if (t.cu_q.rank) {
-        host.q = reinterpret_cast<const std::int32_t*>(t.cu_q.host.data());
-        host.k = reinterpret_cast<const std::int32_t*>(t.cu_k.host.data());
-    }
-    return host;
-}
-
 // The backward kernel families under test.
 enum class Family { sm80, sm90 };
 
 const char* family_name(Family f) { return f == Family::sm80 ? "sm80" : "sm90"; }
-
-bool device_is_sm90() {
-    int device = 0, major = 0, minor = 0;
-    return device_is_sm80_or_newer() && cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-           major * 10 + minor == 90;
-}
 
 // That family's backward itself, whatever the backend dispatch would pick on this device.
 Status family_backward(Family f, const core::AttnParams& p) {
@@ -423,16 +402,6 @@ void cuda_forward(AttnTensors& t, const Mask& band, std::optional<float> scale) 
     t.lse.download();
 }
 
-core::BandSpec band_spec(const Mask& m) {
-    core::BandSpec spec;
-    spec.causal = m.causal;
-    spec.compress_factor = m.compress_factor;
-    spec.has_diag_offset = m.diag_offset.has_value();
-    spec.diag_offset = m.diag_offset.value_or(0);
-    spec.window_left = m.window_left.value_or(core::kNoWindow);
-    return spec;
-}
-
 struct SeqShape {
     std::int64_t seqlen_q, seqlen_k, row_q, row_k;  // row_*: first dense row
 };
@@ -449,74 +418,8 @@ std::vector<SeqShape> sequences(const Problem& pr) {
     return seqs;
 }
 
-// Dense rows whose gradient is exactly zero by structure: query rows that see no key (dq) and keys no
-// query sees (dk, dv).
-struct ZeroRows {
-    std::vector<char> q, k;
-};
-ZeroRows zero_rows(const Problem& pr, const Mask& band) {
-    ZeroRows z;
-    z.q.assign(std::size_t(pr.varlen() ? pr.rows_q() : pr.batch * pr.seqlen_q), 0);
-    z.k.assign(std::size_t(pr.varlen() ? pr.rows_k() : pr.batch * pr.seqlen_k), 0);
-    for (const SeqShape& s : sequences(pr)) {
-        const core::CompressedBand bd = band_spec(band).for_sequence(s.seqlen_q, s.seqlen_k);
-        std::vector<int> cover(std::size_t(s.seqlen_k + 1), 0);  // difference array of seen keys
-        for (std::int64_t i = 0; i < s.seqlen_q; ++i) {
-            const std::int64_t lo = bd.lo(i), hi = bd.hi(i);
-            if (hi <= lo) {
-                z.q[std::size_t(s.row_q + i)] = 1;
-                continue;
-            }
-            ++cover[std::size_t(lo)];
-            --cover[std::size_t(hi)];
-        }
-        int seen = 0;
-        for (std::int64_t j = 0; j < s.seqlen_k; ++j) {
-            seen += cover[std::size_t(j)];
-            z.k[std::size_t(s.row_k + j)] = seen == 0;
-        }
-    }
-    return z;
-}
-
-// Gradient bounds: P and dS are rounded to the dtype before their products (2^-9 for bf16, 2^-11 for
-// fp16, relative), and out (which D reads) is too.
-Tolerance grad_tolerance(DType dt) { return dt == DType::bf16 ? Tolerance{6e-2, 2e-2} : Tolerance{1.5e-2, 5e-3}; }
-
-// Per element: exactly 0 on structurally zero rows, else |got - ref| <= elem * (|ref| + rms(ref)), never
-// NaN or inf; over the tensor ||got - ref|| <= l2 * ||ref||. `ref` is dense ((row * H + h) * D + d).
-::testing::AssertionResult grad_close(const TestTensor& got, const std::vector<double>& ref,
-                                      const std::vector<char>& zero_row, Tolerance tol, const std::string& name) {
-    if (std::int64_t(ref.size()) != got.numel())
-        return ::testing::AssertionFailure() << name << ": reference has " << ref.size() << " elements, tensor " << got.numel();
-    const std::int64_t per_row = got.shape[got.rank - 1] * got.shape[got.rank - 2];
-    double ss_ref = 0;
-    for (double r : ref) ss_ref += r * r;
-    const double rms = ref.empty() ? 0 : std::sqrt(ss_ref / double(ref.size()));
-    double ss_err = 0;
-    std::int64_t bad = 0, idx[4];
-    std::string first;
-    for (std::int64_t e = 0; e < got.numel(); ++e) {
-        got.unravel(e, idx);
-        const double g = got.get(got.offset(idx)), r = ref[std::size_t(e)];
-        const bool zero = zero_row[std::size_t(e / per_row)] != 0;
-        const double err = std::fabs(g - r);
-        const double bound = tol.elem * (std::fabs(r) + rms);
-        const bool ok = std::isfinite(g) && (zero ? g == 0.0 : err <= bound);
-        ss_err += std::isfinite(g) ? err * err : 1e300;
-        if (!ok && bad++ == 0) {
-            std::ostringstream s;
-            s << index_string(got, idx) << " got " << g << " expected " << r << (zero ? " (structural zero)" : "")
-              << ", bound " << bound;
-            first = s.str();
-        }
-    }
-    const double rel_l2 = ss_ref > 0 ? std::sqrt(ss_err / ss_ref) : std::sqrt(ss_err);
-    if (bad == 0 && rel_l2 <= tol.l2) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << name << ": " << bad << " of " << got.numel()
-                                         << " elements outside the bound, relative L2 error " << rel_l2 << " (limit "
-                                         << tol.l2 << "); first " << first;
-}
+// Dense rows whose gradient is exactly zero by structure, under the built-in band.
+ZeroRows zero_rows(const Problem& pr, const Mask& band) { return zero_rows(pr, builtin_edge_rows(lengths(pr), band)); }
 
 enum class Mechanism { band, mask_mod, block_sparse, block_sparse_per_head };
 const char* mechanism_name(Mechanism m) {
@@ -549,7 +452,7 @@ Mask classified_block_sparse_mask(const Mask& band, const Problem& pr, std::int6
     for (TestTensor* x : {&lists.full_count, &lists.partial_count, &lists.full_index, &lists.partial_index})
         std::fill(x->host.begin(), x->host.end(), 0);
     for (int b = 0; b < batch; ++b) {
-        const core::CompressedBand bd = band_spec(band).for_sequence(seqs[std::size_t(b)].seqlen_q, seqs[std::size_t(b)].seqlen_k);
+        const core::CompressedBand bd = api::band_spec(band).for_sequence(seqs[std::size_t(b)].seqlen_q, seqs[std::size_t(b)].seqlen_k);
         for (int h = 0; h < heads; ++h)
             for (std::int64_t t = 0; t < core::num_tiles(seqs[std::size_t(b)].seqlen_q, tile_m); ++t) {
                 const core::RowSpan span = core::query_span(t, tile_m, 1, seqs[std::size_t(b)].seqlen_q);

@@ -467,30 +467,6 @@ INSTANTIATE_TEST_SUITE_P(Configs, Sm80Forward, ::testing::ValuesIn(all_configs()
 // ---------------------------------------------------------------------------------------------
 // Errors: rejected before any kernel runs, nothing written.
 
-// Band tensors run on the CPU backend so far: the CUDA backend refuses them by name, writing nothing
-// (check_supported, which the backward's dispatch runs too).
-TEST(Sm80ForwardErrors, BandTensorsAreUnsupported) {
-    CCATTN_REQUIRE_SM80();
-    Problem pr;
-    pr.seqlen_q = pr.seqlen_k = 64;
-    pr.heads_q = pr.heads_kv = 2;
-    AttnTensors t = make_forward_tensors(pr);
-    TestTensor lo = make_tensor(DType::int32, {1, 64}), hi = make_tensor(DType::int32, {1, 64});
-    for (std::int64_t i = 0; i < 64; ++i) {
-        lo.set(i, 0);
-        hi.set(i, double(i + 1));
-    }
-    lo.upload();
-    hi.upload();
-    const Mask band = Mask::band_tensors(lo.view(Device::cuda), hi.view(Device::cuda));
-    const Status s = forward(forward_args(t, band, Device::cuda));
-    EXPECT_EQ(s.code, Code::unsupported) << s.to_string();
-    EXPECT_EQ(s.argument, "mask.lo");
-    EXPECT_NE(s.message.find("CPU backend"), std::string::npos) << s.to_string();
-    t.out.download();
-    EXPECT_TRUE(all_poisoned(t.out));
-}
-
 TEST(Sm80ForwardErrors, UnalignedOrUnsupportedLayouts) {
     CCATTN_REQUIRE_SM80();
     Problem pr;

@@ -1,0 +1,61 @@
+// The band of one sequence, whichever mechanism gives it: the built-in band (arithmetic on
+// causal / cf / delta / window) or band tensors (two loads per row). Every GPU kernel reads its
+// band through this one type, so the built-in band and band tensors share the tile classification
+// (core/schedule.h, from the tile's edge rows: O(1) per tile in the forward, binary searches over
+// rows in the backward) and the in-register masks (per-row limits, src/gpu/register_mask.h).
+//
+// The source is chosen at run time and is uniform across a call, so its branch never diverges and
+// no kernel is instantiated twice for it; it runs per row and per tile bound, never per element.
+// A new band mechanism is one more source here (a type with lo(i) / hi(i) clamped to [0, Sk]),
+// and every kernel that reads a SequenceBand runs it.
+#pragma once
+
+#include <cstdint>
+
+#include "ccattn/mask.h"
+#include "core/band.h"
+#include "core/band_tensors.h"
+#include "core/host_device.h"
+#include "core/params.h"
+
+namespace ccattn::core {
+
+struct SequenceBand {
+    CompressedBand formula;  // the built-in band; also the element predicate of mask_mod / block-sparse
+    TensorBand tensors;      // band tensors, when from_tensors
+    bool from_tensors = false;
+
+    SequenceBand() = default;
+    // Implicit: a built-in band is a band source (code that holds a CompressedBand passes it as is).
+    CCATTN_HD SequenceBand(const CompressedBand& band) : formula(band) {}
+    CCATTN_HD explicit SequenceBand(const TensorBand& band) : tensors(band), from_tensors(true) {}
+
+    CCATTN_HD std::int64_t lo(std::int64_t i) const { return from_tensors ? tensors.lo(i) : formula.lo(i); }
+    CCATTN_HD std::int64_t hi(std::int64_t i) const { return from_tensors ? tensors.hi(i) : formula.hi(i); }
+
+    // Both limits of row i at once: one (32-bit where it fits) division for the built-in band.
+    CCATTN_HD RowLimits limits(std::int64_t i) const {
+        if (from_tensors) return {tensors.lo(i), tensors.hi(i)};
+        const CompressedBand& b = formula;
+        const std::int64_t diag = floor_div_fast(i + b.diag_offset, b.compress_factor);
+        return {b.window_left == kNoWindow ? 0 : clamp(diag - b.window_left, 0, b.seqlen_k),
+                b.causal ? clamp(diag + 1, 0, b.seqlen_k) : b.seqlen_k};
+    }
+};
+
+CCATTN_HD RowLimits row_limits(const SequenceBand& band, std::int64_t i) { return band.limits(i); }
+
+// The band of sequence b of a call: band tensors for MaskKind::band_tensors, else the built-in band
+// with that sequence's lengths (default offsets per sequence).
+CCATTN_HD SequenceBand sequence_band(const AttnParams& p, int b, const Sequence& s) {
+    if (p.mask_kind == MaskKind::band_tensors) return SequenceBand(tensor_band(p, b, s));
+    return p.band.for_sequence(s.seqlen_q, s.seqlen_k);
+}
+
+// Whether a call's rows are ordered by work, the last q-tile seeing the most keys (launch it first):
+// causal bands, and band tensors, whose hi never decreases.
+CCATTN_HD bool later_rows_see_more(const AttnParams& p) {
+    return p.band.causal || p.mask_kind == MaskKind::band_tensors;
+}
+
+}  // namespace ccattn::core
