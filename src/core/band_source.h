@@ -46,10 +46,10 @@ struct SequenceBand {
 CCATTN_HD RowLimits row_limits(const SequenceBand& band, std::int64_t i) { return band.limits(i); }
 
 // The band of sequence b of a call: band tensors for MaskKind::band_tensors, else the built-in band
-// with that sequence's lengths (default offsets per sequence).
+// with that sequence's lengths (default offsets per sequence, shifted by a cache call's positions).
 CCATTN_HD SequenceBand sequence_band(const AttnParams& p, int b, const Sequence& s) {
     if (p.mask_kind == MaskKind::band_tensors) return SequenceBand(tensor_band(p, b, s));
-    return p.band.for_sequence(s.seqlen_q, s.seqlen_k);
+    return builtin_band(p, b, s);
 }
 
 // Whether a call's rows are ordered by work, the last q-tile seeing the most keys (launch it first):

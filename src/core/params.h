@@ -129,7 +129,7 @@ CCATTN_HD std::int64_t key_offset(const AttnParams& p, const Strides& s, int b, 
 
 // The built-in band of sequence b: the mask's band for its lengths, shifted by the queries' absolute
 // position in a cache call (chunked prefill: position p adds p to delta, docs/semantics.md).
-CCATTN_HD CompressedBand sequence_band(const AttnParams& p, int b, const Sequence& s) {
+CCATTN_HD CompressedBand builtin_band(const AttnParams& p, int b, const Sequence& s) {
     CompressedBand band = p.band.for_sequence(s.seqlen_q, s.seqlen_k);
     if (p.cache.query_pos != nullptr) band.diag_offset += p.cache.query_pos[b];
     return band;

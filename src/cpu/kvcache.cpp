@@ -81,7 +81,7 @@ Status forward_kvcache(const core::AttnParams& p) {
             a.lse.stride[1] = p.lse_head_stride;
         }
         a.mask = mask;
-        a.mask.diag_offset = core::sequence_band(p, b, seq).diag_offset;
+        a.mask.diag_offset = core::builtin_band(p, b, seq).diag_offset;
         if (mask.kind == MaskKind::mask_mod)
             a.mask.mask_mod = [&mask, b](int, int h, std::int64_t i, std::int64_t j) { return mask.mask_mod(b, h, i, j); };
         a.backend = Backend::cpu;

@@ -18,6 +18,7 @@
 
 #include "ccattn/mask.h"
 #include "core/band.h"
+#include "core/band_source.h"
 #include "core/params.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
@@ -89,8 +90,8 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
     const SplitCta cta = SplitCta::of_block(p, w);
     if (cta.m0 >= cta.packed_rows) return;  // varlen: beyond this sequence; the combine reads no such row
     const int seqlen_k = int(cta.seq.seqlen_k);  // < 2^31 (checked on the host)
-    const core::CompressedBand band = core::sequence_band(p, cta.b, cta.seq);
-    const bool per_element = p.mask_kind != MaskKind::band;
+    const core::SequenceBand band = core::sequence_band(p, cta.b, cta.seq);  // built-in or band tensors
+    const bool per_element = p.mask_kind == MaskKind::mask_mod || p.mask_kind == MaskKind::block_sparse;
 
     // This split's share of the visited tiles: an equal contiguous chunk (the last ones may be empty).
     const SplitSchedule sched =
@@ -200,7 +201,7 @@ __global__ void __launch_bounds__(kThreads, 1) split_kernel(const __grid_constan
         } else if (!per_element) {
             gpu::mask_band(s, coord, lo, hi, n0);
         } else {
-            const gpu::ElementBand visible(band);
+            const gpu::ElementBand visible(band.formula);
             gpu::mask_elements(s, coord, [&](int r, int col) {
                 const int row = get<0>(coord(r, 0));
                 const bool vis = cta.valid(row) && visible(cta.query(row), std::int64_t(n0) + col);

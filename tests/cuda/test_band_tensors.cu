@@ -1,5 +1,5 @@
 // Band tensors (Mask::band_tensors) on the GPU: random monotone bands through each forward kernel
-// family (sm80, and sm90 on Hopper) and the backward (the sm80 kernel, which the dispatch picks for
+// family (sm80, sm90 on Hopper, and the split-KV kernel forced to 3 splits) and the backward (the sm80 kernel, which the dispatch picks for
 // band tensors) against the fp64 oracle of the same tensors; tensors describing the built-in band
 // against the built-in band (forward: the same bits from the same kernel); the device check of
 // non-monotone edges (the host check's error, nothing written) and validate = false.
@@ -18,6 +18,7 @@
 #include "cuda/cuda_status.h"
 #include "cuda/gpu_test_util.h"
 #include "cuda/grad_check.h"
+#include "decode/decode.h"
 #include "edge_rows.h"
 #include "sm80/backward_chunks.h"
 #include "sm80/sm80.h"
@@ -52,11 +53,13 @@ struct EdgeTensors {
 };
 
 // Which forward runs: the backend's dispatch, or one kernel family directly.
-enum class Kernel { dispatch, sm80, sm90 };
-const char* kernel_name(Kernel k) { return k == Kernel::dispatch ? "dispatch" : k == Kernel::sm80 ? "sm80" : "sm90"; }
+enum class Kernel { dispatch, sm80, sm90, split };
+const char* kernel_name(Kernel k) {
+    return k == Kernel::dispatch ? "dispatch" : k == Kernel::sm80 ? "sm80" : k == Kernel::sm90 ? "sm90" : "split";
+}
 
 std::vector<Kernel> forward_kernels() {
-    std::vector<Kernel> k = {Kernel::dispatch, Kernel::sm80};
+    std::vector<Kernel> k = {Kernel::dispatch, Kernel::sm80, Kernel::split};
     if (device_is_sm90()) k.push_back(Kernel::sm90);
     return k;
 }
@@ -69,7 +72,8 @@ Status run_forward(Kernel k, const AttnTensors& t, const Mask& mask) {
     } else {
         core::AttnParams p;
         if (!(s = api::fill_forward_params(a, host_seqlens(t), p)).ok()) return s;
-        s = k == Kernel::sm80 ? sm80::forward(p) : sm90::forward(p);
+        p.num_splits = k == Kernel::split ? 3 : p.num_splits;
+        s = k == Kernel::sm80 ? sm80::forward(p) : k == Kernel::sm90 ? sm90::forward(p) : decode::forward(p);
     }
     if (!s.ok()) return s;
     return cuda::cuda_status(cudaDeviceSynchronize(), kernel_name(k));
