@@ -17,6 +17,7 @@
 #include "core/band_tensors.h"
 #include "core/host_device.h"
 #include "core/params.h"
+#include "core/schedule.h"
 
 namespace ccattn::core {
 
@@ -33,6 +34,15 @@ struct SequenceBand {
     CCATTN_HD std::int64_t lo(std::int64_t i) const { return from_tensors ? tensors.lo(i) : formula.lo(i); }
     CCATTN_HD std::int64_t hi(std::int64_t i) const { return from_tensors ? tensors.hi(i) : formula.hi(i); }
 
+    CCATTN_HD std::int64_t seqlen_k() const { return from_tensors ? tensors.seqlen_k : formula.seqlen_k; }
+
+    // Rows [begin, end) of [0, seqlen_q) that see key j in [0, Sk): the built-in band solved in closed
+    // form, band tensors by binary search (once per key and kv tile in the backward, never per element).
+    CCATTN_HD void rows_seeing(std::int64_t j, std::int64_t seqlen_q, std::int64_t& begin, std::int64_t& end) const {
+        if (from_tensors) tensors.rows_seeing(j, seqlen_q, begin, end);
+        else formula.rows_seeing(j, seqlen_q, begin, end);
+    }
+
     // Both limits of row i at once: one (32-bit where it fits) division for the built-in band.
     CCATTN_HD RowLimits limits(std::int64_t i) const {
         if (from_tensors) return {tensors.lo(i), tensors.hi(i)};
@@ -44,6 +54,15 @@ struct SequenceBand {
 };
 
 CCATTN_HD RowLimits row_limits(const SequenceBand& band, std::int64_t i) { return band.limits(i); }
+
+// The packed rows that see key j (core::packed_rows_seeing) under either source.
+CCATTN_HD RowSpan packed_rows_seeing(const SequenceBand& band, std::int64_t j, std::int64_t seqlen_q,
+                                     std::int64_t group) {
+    if (j < 0 || j >= band.seqlen_k()) return {};
+    std::int64_t begin = 0, end = 0;
+    band.rows_seeing(j, seqlen_q, begin, end);
+    return {begin * group, end * group};
+}
 
 // The band of sequence b of a call: band tensors for MaskKind::band_tensors, else the built-in band
 // with that sequence's lengths (default offsets per sequence, shifted by a cache call's positions).

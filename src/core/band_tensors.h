@@ -36,6 +36,26 @@ struct TensorBand {
 
     CCATTN_HD std::int64_t lo(std::int64_t i) const { return clamp(rows.lo.at(b, row0 + i), 0, seqlen_k); }
     CCATTN_HD std::int64_t hi(std::int64_t i) const { return clamp(rows.hi.at(b, row0 + i), 0, seqlen_k); }
+
+    // Rows [begin, end) of [0, seqlen_q) that see key j: hi(i) > j holds on a suffix of the rows and
+    // lo(i) <= j on a prefix (both edges non-decreasing), so two binary searches find them.
+    CCATTN_HD void rows_seeing(std::int64_t j, std::int64_t seqlen_q, std::int64_t& begin, std::int64_t& end) const {
+        begin = first_row(seqlen_q, [&](std::int64_t i) { return hi(i) > j; });
+        end = first_row(seqlen_q, [&](std::int64_t i) { return lo(i) > j; });
+        if (end < begin) end = begin;
+    }
+
+  private:
+    // The first row of [0, n) where `after` holds (n if none), for a predicate false, then true.
+    template <class After>
+    CCATTN_HD static std::int64_t first_row(std::int64_t n, After&& after) {
+        std::int64_t a = 0, b = n;
+        while (a < b) {
+            const std::int64_t mid = a + (b - a) / 2;
+            if (after(mid)) b = mid; else a = mid + 1;
+        }
+        return a;
+    }
 };
 
 // Which clamped edge decreases from row i - 1 to row i (1 <= i < Sq) of a sequence, lo first: the

@@ -206,7 +206,7 @@ Status forward_kvcache(const core::AttnParams& p) {
 }
 Status backward(const core::AttnParams& p) {
     auto sm90_runs = [](const core::AttnParams& q) {
-        return q.mask_kind != MaskKind::band_tensors && sm90::supports_backward(q);
+        return sm90::supports_backward(q);
     };
     return dispatch(p, true, sm90_runs, sm90::backward, sm80::backward);
 }

@@ -218,7 +218,7 @@ struct BackwardConsumer {
             row_lo[r] = int(rows_j.begin);
             row_hi[r] = int(rows_j.end);
         }
-        const gpu::ElementBand in_band(cta.band);
+        const gpu::ElementBand in_band(cta.band.formula);
 
         Barrier::wait(&smem.kv_full, 0);
         bool any_tile = false;

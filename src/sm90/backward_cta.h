@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/band.h"
+#include "core/band_source.h"
 #include "core/params.h"
 #include "core/schedule.h"
 #include "sm80/backward_params.h"
@@ -15,7 +16,7 @@ struct BackwardCta {
     int b = 0, kv_head = 0, chunk = 0;
     std::int64_t n_block = 0, n0 = 0;  // kv tile and its first key
     core::Sequence seq;
-    core::CompressedBand band;
+    core::SequenceBand band;  // the built-in band or band tensors (core/band_source.h)
     std::int64_t q_row0 = 0;  // dense row of the sequence's first query (workspaces)
     std::int64_t k_row0 = 0;  // dense row of its first key
 
@@ -31,7 +32,7 @@ struct BackwardCta {
         c.n_block = blockIdx.x % kv_tiles;
         c.n0 = c.n_block * kv_tile;
         c.seq = core::sequence(p, c.b);
-        c.band = p.band.for_sequence(c.seq.seqlen_q, c.seq.seqlen_k);
+        c.band = core::sequence_band(p, c.b, c.seq);
         c.q_row0 = p.varlen() ? c.seq.row_q : std::int64_t(c.b) * p.seqlen_q;
         c.k_row0 = p.varlen() ? c.seq.row_k : std::int64_t(c.b) * p.seqlen_k;
         return c;
