@@ -12,7 +12,9 @@ Status check_case(const CaseSpec& spec, CheckReport& report) {
     Status s = mask.build(spec, in);
     if (!s.ok()) return s;
     Session session;
-    if (!(s = session.open(in, mask.mask(), resolve_backend(spec.backend), spec.scale, spec.num_threads)).ok())
+    if (!(s = session.open(in, mask.mask(), resolve_backend(spec.backend), spec.scale, spec.num_threads,
+                           spec.deterministic))
+             .ok())
         return s;
     if (!(s = session.forward()).ok()) return s;
     if (spec.backward && !(s = session.backward()).ok()) return s;
@@ -35,7 +37,9 @@ Status time_case(const CaseSpec& spec, int warmup, int iters, const Progress& pr
     Status s = mask.build(spec, in);
     if (!s.ok()) return s;
     Session session;
-    if (!(s = session.open(in, mask.mask(), resolve_backend(spec.backend), spec.scale, spec.num_threads)).ok())
+    if (!(s = session.open(in, mask.mask(), resolve_backend(spec.backend), spec.scale, spec.num_threads,
+                           spec.deterministic))
+             .ok())
         return s;
     t = Timing{};
     for (int w = 0; w < warmup; ++w)

@@ -47,7 +47,8 @@ Status Session::place(Slot& slot, const HostArray& a) {
     return s;
 }
 
-Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads) {
+Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads,
+                     bool deterministic) {
     backend_ = backend;
     if (backend == Backend::cuda && !cuda_available())
         return {Code::backend_unavailable, "--backend",
@@ -109,6 +110,7 @@ Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::o
     bwd_.scale = scale;
     bwd_.backend = backend;
     bwd_.num_threads = num_threads;
+    bwd_.deterministic = deterministic;
     return Status::success();
 }
 

@@ -23,7 +23,9 @@ public:
     Session& operator=(const Session&) = delete;
 
     // `backend` is cpu or cuda. The mask (and block-sparse lists it views) must outlive the session.
-    Status open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads);
+    // deterministic: BackwardArgs::deterministic for the backward.
+    Status open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads,
+                bool deterministic);
 
     Status forward();
     Status backward();  // after forward(): reads its out and lse
