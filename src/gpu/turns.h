@@ -12,7 +12,8 @@
 namespace ccattn::gpu {
 
 // Spins until *turn == rank (ld.acquire: the additions of the turns before are visible after it),
-// backing off so that spinning CTAs take little memory bandwidth from the adder they wait for.
+// backing off so that spinning CTAs take little memory bandwidth from the adder they wait for; the
+// cap bounds the delay a sleeping waiter adds after its turn has come (turns come every q-tile).
 __device__ __forceinline__ void wait_turn(const int* turn, int rank) {
     unsigned backoff = 32;
     for (;;) {
@@ -20,7 +21,7 @@ __device__ __forceinline__ void wait_turn(const int* turn, int rank) {
         asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(turn) : "memory");
         if (seen == rank) return;
         __nanosleep(backoff);
-        backoff = backoff < 2048 ? 2 * backoff : backoff;
+        backoff = backoff < 256 ? 2 * backoff : backoff;
     }
 }
 
