@@ -8,8 +8,8 @@
 // one of 9.0): sm80::backward and sm90::backward with out and lse from the CUDA forward, on fresh random inputs with NaN-poisoned gradients, against the fp64 oracle
 // (dq, dk, dv; exact zeros for rows that see no key and keys no row sees) and the CPU backend, for every
 // head-dim pair and dtype, each band case also run as mask_mod and block-sparse; deterministic mode:
-// bitwise-identical gradients over runs on other streams and beside another kernel, and the ranks by
-// which its CTAs take turns (host: every CTA's walk).
+// bitwise-identical gradients over runs on other streams and beside another kernel, and (host) the
+// ranks by which its CTAs take turns and that the turns cannot deadlock under in-order dispatch.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -461,6 +461,83 @@ TEST(Sm80BackwardHost, DeterministicRanks) {
                                     if (HasFatalFailure()) return;
                                 }
                         }
+}
+
+// Deterministic mode end to end on the host: every CTA of a varlen batch's grid (band or mask_mod,
+// chunked or not, kv tiles mapped as the kernels map them) as its sequence of turns (each q-tile's
+// dQ, then its chunk's dK / dV), launched in block order onto a GPU that holds only a few CTAs at once
+// (the GPU's in-order dispatch): every CTA takes all its turns, whatever the number resident.
+TEST(Sm80BackwardHost, DeterministicTurnsNeverDeadlock) {
+    std::mt19937_64 rng(13);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    constexpr int kQTile = 64, kKvTile = 128;
+    for (int iter = 0; iter < 2000; ++iter) {
+        core::BandSpec spec;
+        spec.causal = pick(0, 3) != 0;
+        spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, 40);
+        spec.has_diag_offset = pick(0, 1) != 0;
+        spec.diag_offset = pick(-300, 300);
+        spec.window_left = pick(0, 1) == 0 ? pick(0, 200) : core::kNoWindow;
+        const int batch = int(pick(1, 3)), group = int(pick(1, 5));
+        std::vector<std::int64_t> sq(static_cast<std::size_t>(batch)), sk(static_cast<std::size_t>(batch));
+        std::int64_t max_q = 1, max_k = 1;
+        for (int b = 0; b < batch; ++b) {
+            sq[std::size_t(b)] = pick(0, 700);
+            sk[std::size_t(b)] = pick(0, 600);
+            max_q = std::max(max_q, sq[std::size_t(b)]);
+            max_k = std::max(max_k, sk[std::size_t(b)]);
+        }
+        sm80::BackwardParams bp;
+        bp.p.mask_kind = pick(0, 3) == 0 ? MaskKind::mask_mod : MaskKind::band;
+        bp.p.group = group;
+        bp.p.heads_q = group;
+        bp.p.heads_kv = 1;
+        const std::int64_t q_tiles = core::num_tiles(max_q * group, kQTile), kv_tiles = core::num_tiles(max_k, kKvTile);
+        bp.chunks.length = pick(1, 5);
+        bp.chunks.count = pick(0, 1) ? 1 : int(core::ceil_div(q_tiles, bp.chunks.length));
+        if (bp.chunks.count == 1) bp.chunks.length = std::int64_t(1) << 40;
+        struct Turn {
+            std::size_t counter;
+            int rank;
+        };
+        std::vector<std::vector<Turn>> ctas;  // by linear block index: x (chunk, kv column), then z (batch)
+        for (int b = 0; b < batch; ++b)
+            for (std::int64_t x = 0; x < kv_tiles * bp.chunks.count; ++x) {
+                const int c = int(x / kv_tiles);
+                const std::int64_t n = sm80::AddOrder::kv_tile_of(x % kv_tiles, kv_tiles, true);
+                std::vector<Turn> turns;
+                const std::int64_t s_q = sq[std::size_t(b)], s_k = sk[std::size_t(b)];
+                if (n * kKvTile < s_k) {  // else the CTA exits first
+                    const sm80::QTileSchedule schedule(bp, spec.for_sequence(s_q, s_k), b, 0, n, c, s_q, s_k, kQTile,
+                                                       kKvTile);
+                    for (const sm80::QTile& t : walk(schedule))
+                        turns.push_back({std::size_t(b * q_tiles + t.m_block), schedule.rank(t)});
+                    if (bp.chunks.count > 1) turns.push_back({std::size_t(batch * q_tiles + b * kv_tiles + n), c});
+                }
+                ctas.push_back(turns);
+            }
+        std::vector<int> counter(std::size_t(batch * (q_tiles + kv_tiles)), 0);
+        const std::size_t slots = std::size_t(pick(1, 8));
+        std::vector<std::size_t> done(ctas.size(), 0), resident;
+        std::size_t launched = 0;
+        while (launched < ctas.size() || !resident.empty()) {
+            while (resident.size() < slots && launched < ctas.size()) resident.push_back(launched++);
+            bool progress = false;
+            for (std::size_t k = 0; k < resident.size();) {
+                const std::size_t id = resident[k];
+                for (; done[id] < ctas[id].size() && counter[ctas[id][done[id]].counter] == ctas[id][done[id]].rank;
+                     ++done[id], progress = true)
+                    ++counter[ctas[id][done[id]].counter];
+                if (done[id] == ctas[id].size()) {
+                    resident.erase(resident.begin() + std::ptrdiff_t(k));
+                    progress = true;
+                } else {
+                    ++k;
+                }
+            }
+            ASSERT_TRUE(progress) << "deadlock with " << slots << " resident CTAs, iteration " << iter;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
