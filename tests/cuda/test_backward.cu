@@ -232,6 +232,20 @@ TEST(Sm80BackwardHost, RowArithmetic) {
     }
 }
 
+// A random band for the schedule tests: causal 3 times in 4, cf 1 a third of the time (else up to
+// max_cf), the default delta or one in [-max_delta, max_delta], a window up to max_window a third of
+// the time. pick(lo, hi): a uniform integer in [lo, hi].
+template <class Pick>
+core::BandSpec random_band(Pick& pick, std::int64_t max_cf, std::int64_t max_delta, std::int64_t max_window) {
+    core::BandSpec spec;
+    spec.causal = pick(0, 3) != 0;
+    spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, max_cf);
+    spec.has_diag_offset = pick(0, 1) != 0;
+    spec.diag_offset = pick(-max_delta, max_delta);
+    spec.window_left = pick(0, 2) == 0 ? pick(0, max_window) : core::kNoWindow;
+    return spec;
+}
+
 // Band and mask_mod: a CTA visits, GQA-packed and in ascending order, every q-tile that holds a
 // visible pair with its keys, and runs unmasked only q-tiles whose pairs (rows inside the sequence,
 // keys inside the tile) are all visible.
@@ -239,12 +253,7 @@ TEST(Sm80BackwardHost, BandScheduleMatchesBruteForce) {
     std::mt19937_64 rng(5);
     auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
     for (int iter = 0; iter < 200; ++iter) {
-        core::BandSpec spec;
-        spec.causal = pick(0, 3) != 0;
-        spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, 40);
-        spec.has_diag_offset = pick(0, 1) != 0;
-        spec.diag_offset = pick(-200, 200);
-        spec.window_left = pick(0, 2) == 0 ? pick(0, 50) : core::kNoWindow;
+        const core::BandSpec spec = random_band(pick, 40, 200, 50);
         const std::int64_t sq = pick(0, 180), sk = pick(1, 300);
         const int group = int(pick(1, 6)), q_tile = 64, kv_tile = pick(0, 1) ? 64 : 128;
         const core::CompressedBand band = spec.for_sequence(sq, sk);
@@ -420,12 +429,7 @@ TEST(Sm80BackwardHost, DeterministicRanks) {
     std::mt19937_64 rng(11);
     auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
     for (int iter = 0; iter < 3000; ++iter) {
-        core::BandSpec spec;
-        spec.causal = pick(0, 3) != 0;
-        spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, 70);
-        spec.has_diag_offset = pick(0, 1) != 0;
-        spec.diag_offset = pick(0, 4) == 0 ? pick(-3000, 3000) : pick(-300, 300);
-        spec.window_left = pick(0, 1) == 0 ? pick(0, 300) : core::kNoWindow;
+        const core::BandSpec spec = random_band(pick, 70, pick(0, 4) == 0 ? 3000 : 300, 300);
         const std::int64_t sq = pick(0, 900), sk = pick(1, 700), max_k = sk + (pick(0, 1) ? pick(0, 300) : 0);
         const int group = int(pick(0, 3) == 0 ? pick(1, 64) : pick(1, 6));
         const int kv_tile = pick(0, 1) ? 64 : 128;
@@ -472,12 +476,7 @@ TEST(Sm80BackwardHost, DeterministicTurnsNeverDeadlock) {
     auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
     constexpr int kQTile = 64, kKvTile = 128;
     for (int iter = 0; iter < 2000; ++iter) {
-        core::BandSpec spec;
-        spec.causal = pick(0, 3) != 0;
-        spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, 40);
-        spec.has_diag_offset = pick(0, 1) != 0;
-        spec.diag_offset = pick(-300, 300);
-        spec.window_left = pick(0, 1) == 0 ? pick(0, 200) : core::kNoWindow;
+        const core::BandSpec spec = random_band(pick, 40, 300, 200);
         const int batch = int(pick(1, 3)), group = int(pick(1, 5));
         std::vector<std::int64_t> sq(static_cast<std::size_t>(batch)), sk(static_cast<std::size_t>(batch));
         std::int64_t max_q = 1, max_k = 1;
