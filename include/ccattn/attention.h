@@ -59,6 +59,11 @@ struct BackwardArgs {
     Backend backend = Backend::automatic;
     int num_threads = 0;
     void* stream = nullptr;
+    // A fixed order of every floating-point addition, so that repeated calls on the same inputs give
+    // bitwise-identical dq, dk, dv. The CPU backend always runs so; the CUDA backend otherwise sums dQ
+    // (and, for compressed keys, dK and dV) with atomics in whatever order its thread blocks reach
+    // them, and with it orders them by semaphores (slower; block-sparse masks are refused).
+    bool deterministic = false;
 };
 
 Status forward(const ForwardArgs& args);

@@ -17,7 +17,7 @@ kvcache = torch.ops.ccattn.kvcache
 
 @torch.library.register_fake("ccattn::fwd")
 def _fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left, scale,
-              max_seqlen_q=None, max_seqlen_k=None, validate=True, band_lo=None, band_hi=None):
+              max_seqlen_q=None, max_seqlen_k=None, validate=True, band_lo=None, band_hi=None, deterministic=False):
     # The kernels allocate contiguous outputs: out like q with v's head dim, lse float32
     # [B, Hq, Sq] (fixed length) or [Hq, Tq] (varlen).
     out = q.new_empty((*q.shape[:-1], v.shape[-1]))
@@ -30,7 +30,8 @@ def _fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag
 
 @torch.library.register_fake("ccattn::bwd")
 def _bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset,
-              window_left, scale, max_seqlen_q=None, max_seqlen_k=None, validate=True, band_lo=None, band_hi=None):
+              window_left, scale, max_seqlen_q=None, max_seqlen_k=None, validate=True, band_lo=None, band_hi=None,
+              deterministic=False):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
@@ -47,8 +48,8 @@ def _setup_context(ctx, inputs, output):
     q, k, v, cu_seqlens_q, cu_seqlens_k, *mask = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k)
-    # causal, compress_factor, diag_offset, window_left, scale (and the varlen arguments, validate and the
-    # band tensors: integer inputs without gradients, passed to bwd as they came)
+    # causal, compress_factor, diag_offset, window_left, scale (and the varlen arguments, validate, the
+    # band tensors and deterministic: inputs without gradients, passed to bwd as they came, in bwd's order)
     ctx.mask = mask
     # lse is an output for inspection and for NSA's block selection (a top-k, not differentiable);
     # the kernels compute no gradient through it.

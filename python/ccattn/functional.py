@@ -62,9 +62,13 @@ def _check_int(name, value, minimum=None, optional=False):
         raise ValueError(f"ccattn: argument '{name}' must be >= {minimum}, got {value}")
 
 
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"ccattn: argument '{name}' must be a bool, got {type(value).__name__}")
+
+
 def _check_mask(causal, compress_factor, diag_offset, window_left, scale):
-    if not isinstance(causal, bool):
-        raise TypeError(f"ccattn: argument 'causal' must be a bool, got {type(causal).__name__}")
+    _check_bool("causal", causal)
     _check_int("compress_factor", compress_factor, minimum=1)
     _check_int("diag_offset", diag_offset, optional=True)
     _check_int("window_left", window_left, minimum=0, optional=True)
@@ -99,7 +103,7 @@ def _check_band(band, rank, layout, causal, compress_factor, diag_offset, window
 
 
 def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, window_left=None, scale=None,
-              return_lse=False, band=None, validate=True):
+              return_lse=False, band=None, validate=True, deterministic=False):
     """Attention of ``q`` over (compressed) ``k``, ``v`` under ccattn's band mask, differentiable.
 
     Args:
@@ -122,6 +126,10 @@ def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, win
             sequence ``b`` sees keys ``[lo[b, i], hi[b, i])`` clamped to ``[0, Sk)``, both
             non-decreasing in ``i``. CPU only so far.
         validate: check that band tensors are non-decreasing (default); ``False`` trusts the caller.
+        deterministic: a backward that adds in a fixed order, so that repeated calls give
+            bitwise-identical gradients. On CUDA it is slower (thread blocks take turns on the
+            shared fp32 sums of dq and, for few keys, of dk and dv) and is not available for
+            block-sparse masks; the CPU backward is deterministic either way.
 
     Returns:
         ``out [B, Sq, Hq, Dv]`` in q's dtype, and with ``return_lse`` also ``lse [B, Hq, Sq]``
@@ -136,16 +144,16 @@ def attention(q, k, v, *, causal=False, compress_factor=1, diag_offset=None, win
         _check_tensor(t, name, 4, "[B, S, H, D]")
     scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
     lo, hi = _check_band(band, 2, "[B, Sq]", causal, compress_factor, diag_offset, window_left)
-    if not isinstance(validate, bool):
-        raise TypeError(f"ccattn: argument 'validate' must be a bool, got {type(validate).__name__}")
+    _check_bool("validate", validate)
+    _check_bool("deterministic", deterministic)
     out, lse = _ops.fwd(q, k, v, None, None, causal, compress_factor, diag_offset, window_left, scale, None, None,
-                        validate, lo, hi)
+                        validate, lo, hi, deterministic)
     return (out, lse) if return_lse else out
 
 
 def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=False,
                      compress_factor=1, diag_offset=None, window_left=None, scale=None, return_lse=False,
-                     validate=True, band=None):
+                     validate=True, band=None, deterministic=False):
     """Attention over packed sequences of different lengths (flash-attn's varlen layout).
 
     Args:
@@ -168,6 +176,7 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
             monotonicity is checked only with ``validate=True``.
         band: band tensors ``(lo, hi)``, int32 or int64 ``[Tq]`` (one entry per packed query row),
             as in :func:`attention`, positions local to each sequence. CPU only so far.
+        deterministic: as in :func:`attention`.
 
     Returns:
         ``out [Tq, Hq, Dv]``, and with ``return_lse`` also ``lse [Hq, Tq]`` (float32, no gradient).
@@ -178,12 +187,12 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
         _check_tensor(t, name, 1, "int32 [B + 1]")
     _check_int("max_seqlen_q", max_seqlen_q, minimum=0)
     _check_int("max_seqlen_k", max_seqlen_k, minimum=0)
-    if not isinstance(validate, bool):
-        raise TypeError(f"ccattn: argument 'validate' must be a bool, got {type(validate).__name__}")
+    _check_bool("validate", validate)
+    _check_bool("deterministic", deterministic)
     scale = _check_mask(causal, compress_factor, diag_offset, window_left, scale)
     lo, hi = _check_band(band, 1, "[Tq]", causal, compress_factor, diag_offset, window_left)
     out, lse = _ops.fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, compress_factor, diag_offset, window_left,
-                        scale, max_seqlen_q, max_seqlen_k, validate, lo, hi)
+                        scale, max_seqlen_q, max_seqlen_k, validate, lo, hi, deterministic)
     return (out, lse) if return_lse else out
 
 

@@ -138,7 +138,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
     const at::Tensor& out_in, const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal,
     int64_t cf, std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
-    const VarlenArgs& seqlens, const BandArgs& band_in, const Launch& launch) {
+    const VarlenArgs& seqlens, const BandArgs& band_in, bool deterministic, const Launch& launch) {
     check_devices(q_in, {{&dout_in, "dout"}, {&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&lse, "lse"},
                          {ptr(cu_q), "cu_seqlens_q"}, {ptr(cu_k), "cu_seqlens_k"}, {ptr(band_in.lo), "band[0]"},
                          {ptr(band_in.hi), "band[1]"}});
@@ -160,6 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     a.dk = view(dk, "dk");
     a.dv = view(dv, "dv");
     set_call(cu_q, cu_k, causal, cf, diag_offset, window_left, scale, seqlens, band, launch, a);
+    a.deterministic = deterministic;
     check(ccattn::backward(a), "attention backward");
     return {dq, dk, dv};
 }
@@ -219,12 +220,14 @@ std::tuple<at::Tensor, at::Tensor> kvcache_on(const at::Tensor& q, const at::Ten
                    window_left, scale, num_splits, kCuda ? cuda_launch(q) : cpu_launch());
 }
 
+// deterministic is fwd's so that autograd hands it to bwd: the forward itself always is.
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
                                                std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
                                                std::optional<double> scale, std::optional<int64_t> max_seqlen_q,
                                                std::optional<int64_t> max_seqlen_k, bool validate,
-                                               const OptTensor& band_lo, const OptTensor& band_hi) {
+                                               const OptTensor& band_lo, const OptTensor& band_hi,
+                                               bool /*deterministic*/) {
     return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cpu_launch());
 }
@@ -234,7 +237,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& q, const at::T
                                                 std::optional<int64_t> diag_offset, std::optional<int64_t> window_left,
                                                 std::optional<double> scale, std::optional<int64_t> max_seqlen_q,
                                                 std::optional<int64_t> max_seqlen_k, bool validate,
-                                                const OptTensor& band_lo, const OptTensor& band_hi) {
+                                                const OptTensor& band_lo, const OptTensor& band_hi,
+                                                bool /*deterministic*/) {
     c10::DeviceGuard guard(q.device());  // the library launches on the current device
     return forward(q, k, v, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cuda_launch(q));
@@ -245,9 +249,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
     std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
     std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate, const OptTensor& band_lo,
-    const OptTensor& band_hi) {
+    const OptTensor& band_hi, bool deterministic) {
     return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cpu_launch());
+                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, deterministic, cpu_launch());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
@@ -255,10 +259,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& lse, const OptTensor& cu_q, const OptTensor& cu_k, bool causal, int64_t cf,
     std::optional<int64_t> diag_offset, std::optional<int64_t> window_left, std::optional<double> scale,
     std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k, bool validate, const OptTensor& band_lo,
-    const OptTensor& band_hi) {
+    const OptTensor& band_hi, bool deterministic) {
     c10::DeviceGuard guard(q.device());
     return backward(dout, q, k, v, out, lse, cu_q, cu_k, causal, cf, diag_offset, window_left, scale,
-                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, cuda_launch(q));
+                    {max_seqlen_q, max_seqlen_k, validate}, {band_lo, band_hi}, deterministic, cuda_launch(q));
 }
 
 }  // namespace
@@ -268,14 +272,17 @@ TORCH_LIBRARY(ccattn, m) {
     // Varlen: max_seqlen_q / max_seqlen_k bound the longest sequences (checked when validate is true);
     // validate=False trusts cu_seqlens and copies nothing to the host (CUDA-graph capture), and trusts
     // that band tensors (band_lo, band_hi: int32/int64 [B, Sq] or [Tq]) are non-decreasing.
+    // deterministic: BackwardArgs::deterministic for bwd (bitwise-identical gradients across calls);
+    // fwd takes it only for its autograd formula, which passes fwd's arguments on to bwd.
     m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, bool causal, "
           "int compress_factor, int? diag_offset, int? window_left, float? scale, int? max_seqlen_q=None, "
-          "int? max_seqlen_k=None, bool validate=True, Tensor? band_lo=None, Tensor? band_hi=None) "
-          "-> (Tensor out, Tensor lse)");
+          "int? max_seqlen_k=None, bool validate=True, Tensor? band_lo=None, Tensor? band_hi=None, "
+          "bool deterministic=False) -> (Tensor out, Tensor lse)");
     m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
           "Tensor? cu_seqlens_k, bool causal, int compress_factor, int? diag_offset, int? window_left, "
           "float? scale, int? max_seqlen_q=None, int? max_seqlen_k=None, bool validate=True, "
-          "Tensor? band_lo=None, Tensor? band_hi=None) -> (Tensor dq, Tensor dk, Tensor dv)");
+          "Tensor? band_lo=None, Tensor? band_hi=None, bool deterministic=False) "
+          "-> (Tensor dq, Tensor dk, Tensor dv)");
     // attention_with_kvcache: k_new / v_new (when given) are written into the caches at rows
     // cache_seqlens[b] ..; device contents are never read on the host (CUDA-graph capture).
     m.def("kvcache(Tensor q, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor cache_seqlens, Tensor? page_table, "

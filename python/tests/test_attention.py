@@ -218,6 +218,72 @@ def test_runs_on_the_current_stream():
     assert torch.equal(out, expected)
 
 
+def _gradients(q, k, v, dout, **mask):
+    out = ccattn.attention(q, k, v, **mask)
+    return torch.autograd.grad(out, (q, k, v), dout)
+
+
+@pytest.mark.parametrize("shape, mask", [
+    ((1, 1100, 1100, 2, 1, 64), dict(causal=True)),  # many kv tiles add into each dq row
+    ((2, 4096, 128, 8, 2, 64), dict(causal=True, compress_factor=32)),  # chunked q range: dk, dv sums too
+    ((1, 700, 700, 6, 2, 128), dict(causal=True, window_left=64)),
+], ids=["causal", "cf32-chunks", "window-gqa"])
+def test_deterministic_gradients_are_bitwise_identical(device, shape, mask):
+    """deterministic=True: repeated backwards (on CUDA also from another stream, beside other work)
+    give the same bits, and the gradients the default mode gives up to rounding."""
+    b, sq, sk, hq, hkv, d = shape
+    gen = torch.Generator().manual_seed(23)
+    q = randn((b, sq, hq, d), torch.bfloat16, device, gen)
+    k = randn((b, sk, hkv, d), torch.bfloat16, device, gen)
+    v = randn((b, sk, hkv, d), torch.bfloat16, device, gen)
+    dout = torch.randn((b, sq, hq, d), generator=gen).to(dtype=torch.bfloat16, device=device)
+    first = _gradients(q, k, v, dout, deterministic=True, **mask)
+    runs = [_gradients(q, k, v, dout, deterministic=True, **mask)]
+    if device == "cuda":
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            busy = torch.randn(4096, 4096, device="cuda")
+            busy = busy @ busy  # other work in flight while the backward starts
+            runs.append(_gradients(q, k, v, dout, deterministic=True, **mask))
+        torch.cuda.synchronize()
+    for run in runs:
+        for name, g, f in zip(("dq", "dk", "dv"), run, first):
+            assert torch.equal(g, f), f"{name} differs between deterministic runs"
+    for name, g, f in zip(("dq", "dk", "dv"), _gradients(q, k, v, dout, **mask), first):
+        torch.testing.assert_close(g, f, rtol=2e-2, atol=2e-2, msg=name)
+
+
+def test_deterministic_reaches_the_backward_operator(monkeypatch):
+    """The flag travels through fwd's autograd formula to bwd (the CPU backward is deterministic
+    anyway, so only the operator's arguments tell)."""
+    seen = []
+    bwd = ccattn._ops.bwd
+    monkeypatch.setattr(ccattn._ops, "bwd", lambda *args: seen.append(args[-1]) or bwd(*args))
+    gen = torch.Generator().manual_seed(31)
+    q, k = (randn((1, 40, 2, 32), torch.bfloat16, "cpu", gen) for _ in range(2))
+    for deterministic in (True, False):
+        ccattn.attention(q, k, k, causal=True, deterministic=deterministic).sum().backward()
+    assert seen == [True, False]
+
+
+def test_deterministic_varlen(device):
+    lens_q, lens_k = [0, 113, 287, 803], [50, 0, 250, 201]
+    cu_q = torch.tensor([0] + lens_q).cumsum(0).to(torch.int32).to(device)
+    cu_k = torch.tensor([0] + lens_k).cumsum(0).to(torch.int32).to(device)
+    q, k, v, dout = _varlen_inputs(lens_q, lens_k, device, 29)
+
+    def grads():
+        out = ccattn.attention_varlen(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True,
+                                      compress_factor=4, deterministic=True)
+        return torch.autograd.grad(out, (q, k, v), dout)
+
+    first = grads()
+    for _ in range(2):
+        for name, g, f in zip(("dq", "dk", "dv"), grads(), first):
+            assert torch.equal(g, f), f"{name} differs between deterministic runs"
+
+
 def _varlen_step(q, k, v, dout, cu_q, cu_k, max_q, max_k, validate):
     out = ccattn.attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal=True, compress_factor=4,
                                   diag_offset=-3, validate=validate)

@@ -36,6 +36,7 @@ def test_mask_arguments(device):
     raises(ValueError, "window_left", ccattn.attention, q, k, v, causal=True, window_left=-1)
     raises(TypeError, "diag_offset", ccattn.attention, q, k, v, diag_offset=1.5)
     raises(TypeError, "causal", ccattn.attention, q, k, v, causal=1)
+    raises(TypeError, "deterministic", ccattn.attention, q, k, v, deterministic=1)
     raises(ValueError, "scale", ccattn.attention, q, k, v, scale=float("nan"))
 
 

@@ -465,6 +465,7 @@ Status fill_backward_params(const BackwardArgs& a, const HostSeqlens& host, core
     if (a.num_threads < 0) return Status::invalid("num_threads", "must be >= 0");
     p.num_threads = a.num_threads;
     p.stream = a.stream;
+    p.deterministic = a.deterministic;
     return Status::success();
 }
 

@@ -13,7 +13,7 @@ Status check_case(const CaseSpec& spec, CheckReport& report) {
     if (!s.ok()) return s;
     Session session;
     if (!(s = session.open(in, mask.mask(), resolve_backend(spec.backend), spec.scale, spec.num_threads,
-                                 spec.kv_cache_page_size, spec.num_splits)).ok())
+                                 spec.deterministic, spec.kv_cache_page_size, spec.num_splits)).ok())
         return s;
     if (!(s = session.forward()).ok()) return s;
     if (spec.backward && !(s = session.backward()).ok()) return s;
@@ -37,7 +37,7 @@ Status time_case(const CaseSpec& spec, int warmup, int iters, const Progress& pr
     if (!s.ok()) return s;
     Session session;
     if (!(s = session.open(in, mask.mask(), resolve_backend(spec.backend), spec.scale, spec.num_threads,
-                                 spec.kv_cache_page_size, spec.num_splits)).ok())
+                                 spec.deterministic, spec.kv_cache_page_size, spec.num_splits)).ok())
         return s;
     t = Timing{};
     for (int w = 0; w < warmup; ++w)

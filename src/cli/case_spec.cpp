@@ -96,6 +96,7 @@ std::vector<OptionSpec> case_options(bool mechanism) {
         {"dtype", "bf16|fp16", "compute dtype (default bf16)"},
         {"backend", "auto|cpu|cuda", "default auto: cuda when a device is usable"},
         {"bwd", "", "also run the backward"},
+        {"deterministic", "", "backward: a fixed order of the GPU's fp32 additions (bitwise-identical runs)"},
         {"seed", "N", "random seed (default 1)"},
         {"threads", "N", "CPU backend threads (default: all)"},
         {"kv-cache", "PAGE", "forward through attention_with_kvcache, k / v in a cache (0: contiguous, N: pages "
@@ -178,6 +179,7 @@ Status read_case(const Options& o, CaseSpec& c) {
     if (!(s = o.choice("backend", {"auto", "cpu", "cuda"}, backend)).ok()) return s;
     c.backend = Backend(backend);
     c.backward = c.backward || o.flag("bwd");
+    c.deterministic = c.deterministic || o.flag("deterministic");
     std::int64_t seed = std::int64_t(c.seed);
     if (!(s = o.integer("seed", 0, std::numeric_limits<std::int64_t>::max(), seed)).ok()) return s;
     c.seed = std::uint64_t(seed);

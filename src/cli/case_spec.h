@@ -37,6 +37,7 @@ struct CaseSpec {
     DType dtype = DType::bf16;
     Backend backend = Backend::automatic;
     bool backward = false;
+    bool deterministic = false;  // --deterministic: BackwardArgs::deterministic
     std::uint64_t seed = 1;
     int num_threads = 0;
     std::optional<float> scale;

@@ -141,7 +141,8 @@ int bench_command(int argc, char** argv) {
         const std::vector<double>& times;
         double flops;
     };
-    const Row rows[] = {{"forward", t.forward_ms, t.forward_flops}, {"backward", t.backward_ms, t.backward_flops}};
+    const char* backward = spec.deterministic ? "backward_deterministic" : "backward";  // CSV rows tell them apart
+    const Row rows[] = {{"forward", t.forward_ms, t.forward_flops}, {backward, t.backward_ms, t.backward_flops}};
     for (const Row& r : rows) {
         if (r.times.empty()) continue;
         const double ms = median(r.times);

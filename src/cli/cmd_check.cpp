@@ -31,7 +31,10 @@ int check_command(int argc, char** argv) {
     std::cout << "ccattn check: " << describe_shape(spec) << "\n"
               << "  mask: " << describe_mask(spec) << "\n"
               << "  backend " << backend_name(resolve_backend(spec.backend)) << ", seed " << spec.seed
-              << (spec.backward ? ", forward and backward" : ", forward") << "\n";
+              << (!spec.backward        ? ", forward"
+                  : spec.deterministic ? ", forward and deterministic backward"
+                                       : ", forward and backward")
+              << "\n";
     CheckReport report;
     if (!(s = check_case(spec, report)).ok()) return report_error("check", with_option_names(s, TensorSource::sizes));
     print_report(std::cout, report);

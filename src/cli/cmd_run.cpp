@@ -31,6 +31,7 @@ std::vector<OptionSpec> run_options() {
         {"dtype", "bf16|fp16", "inputs are rounded to this dtype before computing (default bf16)"},
         {"backend", "auto|cpu|cuda", "default auto: cuda when a device is usable"},
         {"threads", "N", "CPU backend threads (default: all)"},
+        {"deterministic", "", "backward: a fixed order of the GPU's fp32 additions (bitwise-identical runs)"},
         {"out-dir", "DIR", "where out.npy, lse.npy (and dq.npy, dk.npy, dv.npy) go, as float32"},
     };
     o.insert(o.end(), rest.begin(), rest.end());
@@ -142,7 +143,7 @@ Status run(const Options& o, std::ostream& os) {
 
     const Backend backend = resolve_backend(Backend(backend_index));
     Session session;
-    if (!(s = session.open(in, mask, backend, scale, threads)).ok()) return s;
+    if (!(s = session.open(in, mask, backend, scale, threads, o.flag("deterministic"))).ok()) return s;
     if (!(s = session.forward()).ok()) return s;
     if (in.has_dout() && !(s = session.backward()).ok()) return s;
     Outputs out;

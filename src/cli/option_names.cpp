@@ -16,6 +16,7 @@ Status with_option_names(Status s, TensorSource source) {
         {"mask.block_sparse.tile_n", "--sparse-tile-n"},
         {"scale", "--scale"},
         {"num_threads", "--threads"},
+        {"deterministic", "--deterministic"},
         {"backend", "--backend"},
     };
     static const std::map<std::string, std::string> files = {

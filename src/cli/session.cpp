@@ -91,7 +91,7 @@ Status Session::place(Slot& slot, const HostArray& a) {
 }
 
 Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads,
-                     std::int64_t kv_cache_page_size, int num_splits) {
+                     bool deterministic, std::int64_t kv_cache_page_size, int num_splits) {
     backend_ = backend;
     if (backend == Backend::cuda && !cuda_available())
         return {Code::backend_unavailable, "--backend",
@@ -169,6 +169,7 @@ Status Session::open(const Inputs& in, const Mask& mask, Backend backend, std::o
     bwd_.scale = scale;
     bwd_.backend = backend;
     bwd_.num_threads = num_threads;
+    bwd_.deterministic = deterministic;
     return Status::success();
 }
 

@@ -23,10 +23,11 @@ public:
     Session& operator=(const Session&) = delete;
 
     // `backend` is cpu or cuda. The mask (and block-sparse lists it views) must outlive the session.
-    // kv_cache_page_size >= 0: forward() runs attention_with_kvcache with k / v laid into a cache
-    // (CaseSpec::kv_cache_page_size); num_splits goes to the call either way.
+    // deterministic: BackwardArgs::deterministic for the backward. kv_cache_page_size >= 0: forward()
+    // runs attention_with_kvcache with k / v laid into a cache (CaseSpec::kv_cache_page_size);
+    // num_splits goes to the call either way.
     Status open(const Inputs& in, const Mask& mask, Backend backend, std::optional<float> scale, int num_threads,
-                std::int64_t kv_cache_page_size = -1, int num_splits = 0);
+                bool deterministic, std::int64_t kv_cache_page_size = -1, int num_splits = 0);
 
     Status forward();
     Status backward();  // after forward(): reads its out and lse

@@ -95,6 +95,7 @@ struct AttnParams {
 
     int num_threads = 0;
     void* stream = nullptr;
+    bool deterministic = false;  // backward: BackwardArgs::deterministic
 
     CCATTN_HD bool varlen() const { return cu_seqlens_q != nullptr; }
 };

@@ -2,7 +2,8 @@
 // tile sizes, shared memory), cuts the q range into chunks when the kv-tiles alone cannot fill the GPU,
 // allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with cudaFreeAsync when the call
 // returns) and runs preprocess -> block-sparse bit lists -> main kernel -> conversions of the fp32
-// accumulators. The runtime -> compile-time dispatch (head dims, then dtype) of sm80's main kernel is
+// accumulators; in deterministic mode the main kernel adds in a fixed order, through turn counters
+// (AddOrder). The runtime -> compile-time dispatch (head dims, then dtype) of sm80's main kernel is
 // sm80_main; the Hopper kernel brings its own (src/sm90/backward.cu).
 #include <cstdint>
 #include <string>
@@ -58,7 +59,7 @@ class Workspace {
 
   private:
     cudaStream_t stream_;
-    void* ptrs_[6] = {};
+    void* ptrs_[7] = {};
     int count_ = 0;
 };
 
@@ -80,9 +81,9 @@ cudaError_t convert(const AccumToOutput& a, bool bf16, cudaStream_t stream) {
 
 }  // namespace
 
-Status backward(const core::AttnParams& p) { return backward_with(p, &sm80_main); }
+Status backward(const core::AttnParams& p) { return backward_with(p, &sm80_main, 1); }
 
-Status backward_with(const core::AttnParams& p, BackwardMain main) {
+Status backward_with(const core::AttnParams& p, BackwardMain main, int add_groups) {
     BackwardTile tile;
     if (!backward_tile_for(p.dim_qk, p.dim_v, tile))  // the backend dispatch checked head dims already
         return Status::unsupported("q", "no sm80 backward for head dims " + std::to_string(p.dim_qk) + "/" +
@@ -91,6 +92,11 @@ Status backward_with(const core::AttnParams& p, BackwardMain main) {
     BackwardParams bp;
     bp.p = p;
     const bool sparse = p.mask_kind == MaskKind::block_sparse;
+    // A q-tile's adders are consecutive kv tiles only for the band and mask_mod; ranking the kv tiles
+    // that block-sparse lists name for a q-tile would need a pass over the lists on the device.
+    if (sparse && p.deterministic)
+        return Status::unsupported("deterministic", "the CUDA backward has no deterministic mode for block-sparse "
+                                                    "masks (the native band and mask_mod have one)");
     if (sparse) {
         // A q-tile of the lists must split into whole kernel q-tiles; a kernel kv-tile may overlap up to
         // 32 kv-tiles of the lists (a bit mask of them per q-tile), which any tile_n >= kv_tile / 30
@@ -132,16 +138,30 @@ Status backward_with(const core::AttnParams& p, BackwardMain main) {
     const std::int64_t pairs = p.total_q * p.heads_q;
     const std::int64_t key_pairs = chunked ? p.total_k * p.heads_kv : 0;
     const std::int64_t sparse_words = sparse ? std::int64_t(p.batch) * p.heads_q * bp.sparse.kv_tiles * bp.sparse.words : 0;
+    // Deterministic mode: the turn counters of every (batch, KV head) q-tile and, with chunks, kv tile.
+    AddOrder& order = bp.order;
+    order.heads_kv = p.heads_kv;
+    order.groups = add_groups;
+    order.q_tiles = p.deterministic ? core::num_tiles(p.seqlen_q * p.group, tile.q_tile) : 0;
+    order.kv_tiles = p.deterministic && chunked ? core::num_tiles(p.seqlen_k, tile.kv_tile) : 0;
+    const std::int64_t per_head = std::int64_t(p.batch) * p.heads_kv * add_groups;
+    const std::int64_t dq_turns = per_head * order.q_tiles, turns = dq_turns + per_head * order.kv_tiles;
     unsigned long long *visit = nullptr, *full = nullptr;
+    int* turn = nullptr;
     if ((err = ws.alloc(bp.dq_accum, pairs * p.dim_qk)) != cudaSuccess || (err = ws.alloc(bp.dsum, pairs)) != cudaSuccess ||
         (err = ws.alloc(visit, sparse_words)) != cudaSuccess || (err = ws.alloc(full, sparse_words)) != cudaSuccess ||
         (err = ws.alloc(bp.dk_accum, key_pairs * p.dim_qk)) != cudaSuccess ||
-        (err = ws.alloc(bp.dv_accum, key_pairs * p.dim_v)) != cudaSuccess)
+        (err = ws.alloc(bp.dv_accum, key_pairs * p.dim_v)) != cudaSuccess ||
+        (err = ws.alloc(turn, turns)) != cudaSuccess)
         return cuda::cuda_status(err, "workspace allocation");
     bp.sparse.visit = visit;
     bp.sparse.full = full;
+    order.dq = dq_turns > 0 ? turn : nullptr;
+    order.dkv = turns > dq_turns ? turn + dq_turns : nullptr;
     if (key_pairs > 0 && ((err = cudaMemsetAsync(bp.dk_accum, 0, key_pairs * p.dim_qk * 4, stream)) != cudaSuccess ||
                           (err = cudaMemsetAsync(bp.dv_accum, 0, key_pairs * p.dim_v * 4, stream)) != cudaSuccess))
+        return cuda::cuda_status(err, "workspace clear");
+    if (turns > 0 && (err = cudaMemsetAsync(turn, 0, turns * sizeof(int), stream)) != cudaSuccess)
         return cuda::cuda_status(err, "workspace clear");
 
     const bool bf16 = p.dtype == DType::bf16;

@@ -6,7 +6,8 @@
 // the whole group. Per q-tile:
 //   S  = Q K^T,  P = exp2(S * scale * log2 e - lse * log2 e)  (masked pairs and empty rows give P = 0)
 //   dP = dO V^T, dS = P * (dP - D)
-//   dV += P^T dO,  dK += dS^T Q,  dQ_accum += dS K  (fp32 atomics; the convert kernel scales it)
+//   dV += P^T dO,  dK += dS^T Q,  dQ_accum += dS K  (fp32 atomics; the convert kernel scales it;
+//   deterministic mode orders them between CTAs, AddOrder)
 // Q and dO tiles are double-buffered where shared memory allows (cp.async prefetch of the next q-tile).
 // With one chunk per kv-tile the CTA writes dK and dV; with several it adds them into fp32 accumulators.
 #pragma once
@@ -27,6 +28,7 @@
 #include "sm80/gemm.h"
 #include "sm80/kernel_traits.h"
 #include "gpu/register_mask.h"
+#include "gpu/turns.h"
 
 namespace ccattn::sm80 {
 namespace bwd {
@@ -98,6 +100,22 @@ struct CtaState {
 };
 static_assert(sizeof(CtaState) <= kBackwardStateBytes, "raise kBackwardStateBytes");
 
+// Deterministic mode (turn != nullptr): the CTA's atomics between begin_turn and end_turn come after
+// those of the adders of lower rank and before those of higher rank (gpu/turns.h). Every adder waits
+// only on CTAs of lower blockIdx.x and the same blockIdx.y (AddOrder); the grid-stride loop over
+// (batch, KV head) visits them in the same order in every CTA of one y.
+__device__ __forceinline__ void begin_turn(const int* turn, int rank, int tid) {
+    if (turn == nullptr) return;
+    if (tid == 0) gpu::wait_turn(turn, rank);
+    __syncthreads();
+}
+__device__ __forceinline__ void end_turn(int* turn, int tid) {
+    if (turn == nullptr) return;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) gpu::pass_turn(turn);
+}
+
 // Issues the cp.async loads of q-tile t's Q and dO rows into buffer `stage`.
 template <class Traits>
 __device__ __forceinline__ void load_q_tile(const BackwardParams& bp, const CtaCoord& cta, const QTile& t, int stage,
@@ -117,7 +135,9 @@ __device__ __forceinline__ void load_q_tile(const BackwardParams& bp, const CtaC
 }
 
 // One q-tile's contribution: dK, dV accumulate in registers, dQ goes to the fp32 accumulator.
-template <class Traits, class AccK, class AccV>
+// kDeterministic: the call orders its additions (AddOrder); a runtime branch on it added ~45 spill
+// loads to the default d128 kernel.
+template <class Traits, bool kDeterministic, class AccK, class AccV>
 __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const CtaCoord& cta, const QTile& t, int stage,
                                               typename Traits::Element* smem, AccK& acc_dk, AccV& acc_dv, int tid) {
     using Element = typename Traits::Element;
@@ -227,16 +247,19 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
     typename T::MmadKV mma_dkv;
     gemm_smem<LdsmT, LdsmT>(acc_dv, mma_dkv, sPt, fPt, sdOt, fdOt, tid);
 
-    // dQ_accum += dS K (fp32 atomics).
+    // dQ_accum += dS K (fp32 atomics; in deterministic mode in the q-tile's turn order).
     {
         typename T::MmadQ mma_dq;
         Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDqk>>{});  // (MMA, MMA_M, MMA_N)
         clear(acc_dq);
         gemm_smem<LdsmN, LdsmT>(acc_dq, mma_dq, sdS, sdS, sKt, fKt, tid);
+        int* turn = kDeterministic ? bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, 0) : nullptr;
+        begin_turn(turn, t.rank, tid);
         atomic_add_rows<kBlockM, kDqk>(mma_dq, acc_dq, 1.f, tid, [&](int r) -> float* {
             const QRow q = q_row(t, r, kBlockM, cta.seq.seqlen_q);
             return q.valid ? bp.dq_accum + ((cta.q_row0 + q.i) * p.heads_q + q.h) * kDqk : nullptr;
         });
+        end_turn(turn, tid);
     }
 
     // dK += dS^T Q (scaled once, in the epilogue).
@@ -245,7 +268,7 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
 
 // One CTA's whole job: every q-tile of its schedule, then dK and dV of its kv-tile (zeros when no
 // query sees it), or their parts from its chunk.
-template <class Traits>
+template <class Traits, bool kDeterministic>
 __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, int kv_head, std::int64_t n_block,
                                              int chunk, typename Traits::Element* smem) {
     using Element = typename Traits::Element;
@@ -269,6 +292,8 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
                                                  c.seq.seqlen_k, Traits::kBlockM, kBlockN);
             state->has[0] = state->schedule.next(state->tiles[0]);
             if (state->has[0]) state->has[1] = state->schedule.next(state->tiles[1]);
+            for (int k = 0; k < 2; ++k)
+                if (kDeterministic && state->has[k]) state->tiles[k].rank = state->schedule.rank(state->tiles[k]);
         }
     }
     __syncthreads();
@@ -301,7 +326,11 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
     for (int i = 0, stage = 0; state->has[i % 3]; ++i) {
         const int cur = i % 3, next = (i + 1) % 3, ahead = (i + 2) % 3;
         const bool have_next = state->has[next];
-        if (tid == 0) state->has[ahead] = have_next && state->schedule.next(state->tiles[ahead]);
+        if (tid == 0) {
+            state->has[ahead] = have_next && state->schedule.next(state->tiles[ahead]);
+            if (kDeterministic && state->has[ahead])
+                state->tiles[ahead].rank = state->schedule.rank(state->tiles[ahead]);
+        }
         if constexpr (Traits::kStages == 2) {
             if (have_next) load_q_tile<Traits>(bp, cta, state->tiles[next], stage ^ 1, smem, tid);
             cp_async_fence();
@@ -310,7 +339,7 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
             cp_async_wait<0>();
         }
         __syncthreads();  // this q-tile (and K, V) landed for every thread
-        backward_tile<Traits>(bp, cta, state->tiles[cur], stage, smem, acc_dk, acc_dv, tid);
+        backward_tile<Traits, kDeterministic>(bp, cta, state->tiles[cur], stage, smem, acc_dk, acc_dv, tid);
         __syncthreads();  // every warp is done with this q-tile's buffers and sP / sdS; slot `ahead` is published
         if constexpr (Traits::kStages == 2) {
             stage ^= 1;
@@ -322,15 +351,20 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
 
     cp_async_wait<0>();
     if (bp.chunks.count > 1) {  // a share of dK, dV: added into the fp32 accumulators
-        if (!any_tile) return;
-        auto key_accum = [&](float* base, int dim) {
-            return [&, base, dim](int r) -> float* {
-                const std::int64_t j = cta.n0 + r;
-                return j < cta.seq.seqlen_k ? base + ((cta.k_row0 + j) * p.heads_kv + cta.kv_head) * dim : nullptr;
+        // In deterministic mode in chunk order; a chunk with nothing to add still takes its turn.
+        int* turn = kDeterministic ? bp.order.dkv_turn(cta.b, cta.kv_head, n_block, 0) : nullptr;
+        begin_turn(turn, chunk, tid);
+        if (any_tile) {
+            auto key_accum = [&](float* base, int dim) {
+                return [&, base, dim](int r) -> float* {
+                    const std::int64_t j = cta.n0 + r;
+                    return j < cta.seq.seqlen_k ? base + ((cta.k_row0 + j) * p.heads_kv + cta.kv_head) * dim : nullptr;
+                };
             };
-        };
-        atomic_add_rows<kBlockN, Traits::kDqk>(mma_dkv, acc_dk, p.scale, tid, key_accum(bp.dk_accum, Traits::kDqk));
-        atomic_add_rows<kBlockN, Traits::kDv>(mma_dkv, acc_dv, 1.f, tid, key_accum(bp.dv_accum, Traits::kDv));
+            atomic_add_rows<kBlockN, Traits::kDqk>(mma_dkv, acc_dk, p.scale, tid, key_accum(bp.dk_accum, Traits::kDqk));
+            atomic_add_rows<kBlockN, Traits::kDv>(mma_dkv, acc_dv, 1.f, tid, key_accum(bp.dv_accum, Traits::kDv));
+        }
+        end_turn(turn, tid);
         return;
     }
 
@@ -350,15 +384,16 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
     store_rows<kThreads>(sV, tid, key_rows(static_cast<Element*>(p.dv), p.dv_strides));
 }
 
-template <class Traits>
+template <class Traits, bool kDeterministic>
 __global__ void __launch_bounds__(Traits::kThreads, 1) backward_kernel(const __grid_constant__ BackwardParams bp) {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     auto* smem = reinterpret_cast<typename Traits::Element*>(smem_raw);
     const std::int64_t heads = std::int64_t(bp.p.batch) * bp.p.heads_kv;
     const unsigned kv_tiles = unsigned(core::num_tiles(bp.p.seqlen_k, Traits::kBlockN));
     const int chunk = int(blockIdx.x / kv_tiles);  // chunk-major: CTAs of one chunk run together
+    const std::int64_t n_block = AddOrder::kv_tile_of(blockIdx.x % kv_tiles, kv_tiles, kDeterministic);
     for (std::int64_t bh = blockIdx.y; bh < heads; bh += gridDim.y) {
-        backward_cta<Traits>(bp, int(bh / bp.p.heads_kv), int(bh % bp.p.heads_kv), blockIdx.x % kv_tiles, chunk, smem);
+        backward_cta<Traits, kDeterministic>(bp, int(bh / bp.p.heads_kv), int(bh % bp.p.heads_kv), n_block, chunk, smem);
         __syncthreads();  // the next (batch, head) reuses shared memory
     }
 }
@@ -373,7 +408,8 @@ cudaError_t launch_backward(const BackwardParams& params, cudaStream_t stream) {
     const std::int64_t heads = std::int64_t(p.batch) * p.heads_kv;
     if (ctas == 0 || heads == 0) return cudaSuccess;
     if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
-    auto kernel = bwd::backward_kernel<Traits>;
+    // Deterministic mode (the driver allocated turn counters) has its own kernel: see backward_tile.
+    auto kernel = params.order.dq != nullptr ? bwd::backward_kernel<Traits, true> : bwd::backward_kernel<Traits, false>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes);
     if (err != cudaSuccess) return err;
     const dim3 grid(unsigned(ctas), unsigned(heads < 65535 ? heads : 65535));

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "ccattn/tensor.h"
+#include "core/host_device.h"
 #include "core/params.h"
 
 namespace ccattn::sm80 {
@@ -36,6 +37,37 @@ struct QChunks {
     std::int64_t length = std::int64_t(1) << 62;  // in (sparse) q-tiles
 };
 
+// Deterministic mode (p.deterministic): int32 counters, zeroed by the driver, through which the CTAs
+// that add into one fp32 accumulator take turns in a fixed order (gpu/turns.h). The CTAs visiting a
+// q-tile add its dQ from the last kv tile down (QTile::rank); the chunks of a kv tile add its dK, dV
+// in chunk order. A CTA's `groups` thread groups add disjoint parts (sm90's two consumer warp groups:
+// dQ column halves, dK / dV key halves) and take their turns independently. Null otherwise.
+//
+// No CTA waits on one launched after it (blocks start in the order of their linear index), so the
+// waits cannot deadlock even when the grid does not fit on the GPU at once: grid x is chunk-major
+// (earlier chunks first), and within a chunk deterministic mode launches kv tiles from the last
+// (kv_tile_of), so a q-tile's earlier adders and a kv tile's earlier chunks have lower block indices
+// with the same y (and z).
+struct AddOrder {
+    int* dq = nullptr;   // [batch, Hkv, q_tiles, groups]: CTAs done with the q-tile's dQ
+    int* dkv = nullptr;  // [batch, Hkv, kv_tiles, groups]: chunks done with the kv tile's dK, dV
+    std::int64_t q_tiles = 0, kv_tiles = 0;  // per (batch, KV head), of the longest sequence
+    int heads_kv = 0, groups = 1;
+
+    CCATTN_HD int* dq_turn(int b, int kv_head, std::int64_t m_block, int group) const {
+        return dq + ((std::int64_t(b) * heads_kv + kv_head) * q_tiles + m_block) * groups + group;
+    }
+    CCATTN_HD int* dkv_turn(int b, int kv_head, std::int64_t n_block, int group) const {
+        return dkv + ((std::int64_t(b) * heads_kv + kv_head) * kv_tiles + n_block) * groups + group;
+    }
+
+    // The kv tile that grid column `column` (blockIdx.x within its chunk) runs, of `tiles`; its own
+    // inverse.
+    CCATTN_HD static std::int64_t kv_tile_of(std::int64_t column, std::int64_t tiles, bool ordered) {
+        return ordered ? tiles - 1 - column : column;
+    }
+};
+
 struct BackwardParams {
     core::AttnParams p;
     float* dq_accum = nullptr;  // fp32 [total_q, Hq, Dqk], dense; zeroed by the preprocess kernel
@@ -44,6 +76,7 @@ struct BackwardParams {
     QChunks chunks;
     float* dk_accum = nullptr;  // fp32 [total_k, Hkv, Dqk], dense, zeroed: when chunks.count > 1
     float* dv_accum = nullptr;  // fp32 [total_k, Hkv, Dv]
+    AddOrder order;             // deterministic mode only
 };
 
 // Runs the main kernel (dK, dV written; dQ accumulated into dq_accum) for one head-dim pair and dtype.

@@ -37,6 +37,8 @@ struct QTile {
     int pack = 1;
     TileMask mask = TileMask::none;
     std::uint32_t sub_visit = 0, sub_full = 0;
+    int rank = 0;  // deterministic mode: CTAs that add into this q-tile's dQ before this one (AddOrder),
+                   // set by the kernel from QTileSchedule::rank
 };
 
 // A packed row's query position and head.
@@ -90,7 +92,8 @@ class QTileSchedule {
     CCATTN_HD QTileSchedule(const BackwardParams& bp, const core::SequenceBand& band, int b, int kv_head,
                              std::int64_t n_block, int chunk, std::int64_t seqlen_q, std::int64_t seqlen_k, int q_tile,
                              int kv_tile)
-        : kind_(bp.p.mask_kind), group_(bp.p.group), head0_(kv_head * bp.p.group), q_tile_(q_tile) {
+        : kind_(bp.p.mask_kind), group_(bp.p.group), head0_(kv_head * bp.p.group), q_tile_(q_tile),
+          band_(band), n_block_(n_block), kv_tile_(kv_tile), seqlen_q_(seqlen_q) {
         const std::int64_t n0 = n_block * kv_tile;
         const std::int64_t chunk_begin = chunk * bp.chunks.length;
         const std::int64_t chunk_end = chunk_begin + bp.chunks.length;
@@ -100,7 +103,6 @@ class QTileSchedule {
             full_ = s.full;
             words_ = s.words;
             q_subtiles_ = s.q_subtiles;
-            seqlen_q_ = seqlen_q;
             // Sparse q-tiles of the chunk that hold rows of this sequence; bits past them are ignored.
             t_begin_ = chunk_begin;
             t_end_ = core::min(chunk_end, core::ceil_div(seqlen_q, std::int64_t(q_tile) * s.q_subtiles));
@@ -131,7 +133,25 @@ class QTileSchedule {
         return true;
     }
 
+    // Deterministic mode: QTile::rank of band or mask_mod q-tile t that next() returned. A q-tile's
+    // adders take turns from its last kv tile down: that one reaches it first (it is the first q-tile of
+    // a causal band's last visitor, and each kv tile below reaches it a q-tile or two later), where
+    // the other order would hold kv tile n back until kv tile 0 had walked the 2n q-tiles before it.
+    CCATTN_HD int rank(const QTile& t) const { return int(last_kv_tile(t.m_block) - n_block_); }
+
   private:
+    // The last of the kv tiles that visit q-tile m: the sequence's last for mask_mod. For the band,
+    // q_tile_range puts m in kv tile n's range iff lo(i0) < (n + 1) kv_tile and hi(i1) > n kv_tile
+    // (i0, i1: m's first and last query) and some row of the sequence sees the tile. The built-in band's
+    // non-empty rows see one contiguous run of keys (lo and hi step by at most 1 per row, and empty rows
+    // only lead or trail), so the visitors are consecutive up to ceil(hi(i1) / kv_tile) - 1, the
+    // forward's last kv tile of m. Tests walk every CTA's schedule and check each q-tile's ranks.
+    CCATTN_HD std::int64_t last_kv_tile(std::int64_t m) const {
+        if (kind_ == MaskKind::mask_mod) return core::num_tiles(band_.seqlen_k, kv_tile_) - 1;
+        const std::int64_t i1 = core::query_span(m, q_tile_, group_, seqlen_q_).end - 1;
+        return core::ceil_div(band_.hi(i1), kv_tile_) - 1;
+    }
+
     // Walks (query head g, sparse q-tile t, kernel q-tile s inside it) in that nesting order.
     CCATTN_HD bool next_sparse(QTile& out) {
         for (;;) {
@@ -183,12 +203,16 @@ class QTileSchedule {
 
     MaskKind kind_;
     int group_, head0_, q_tile_;
+    core::CompressedBand band_;
+    std::int64_t n_block_;
+    int kv_tile_;
+    std::int64_t seqlen_q_;
     core::TileRange range_;
     std::int64_t m_ = 0;
     // block-sparse state
     const unsigned long long* visit_ = nullptr;
     const unsigned long long* full_ = nullptr;
-    std::int64_t words_ = 0, row0_ = 0, head_stride_ = 0, t_begin_ = 0, t_end_ = 0, seqlen_q_ = 0;
+    std::int64_t words_ = 0, row0_ = 0, head_stride_ = 0, t_begin_ = 0, t_end_ = 0;
     std::int64_t t_ = -1;
     int q_subtiles_ = 1, kt_count_ = 1, s_ = -1, g_ = 0;
     std::uint32_t sub_visit_ = 0, sub_full_ = 0;

@@ -12,5 +12,7 @@ Status backward(const core::AttnParams& p);
 
 // The backward's host driver (preprocess, workspaces, q-range chunks, block-sparse bits, conversions)
 // around a main kernel family with sm80::backward_tile's tiles: backward(p) runs it with sm80's own.
-Status backward_with(const core::AttnParams& p, BackwardMain main);
+// add_groups: the thread groups of the family's CTA that take their deterministic-mode turns
+// independently (AddOrder::groups).
+Status backward_with(const core::AttnParams& p, BackwardMain main, int add_groups);
 }  // namespace ccattn::sm80

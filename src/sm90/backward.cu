@@ -47,7 +47,8 @@ bool supports_backward(const core::AttnParams& p) {
 
 Status backward(const core::AttnParams& p) {
     if (!supports_backward(p)) return Status::unsupported("q", "the sm90 backward does not run this call");
-    return sm80::backward_with(p, &backward_main);
+    // The two consumer warp groups add disjoint halves (dQ columns, dK / dV keys), each in its own turn.
+    return sm80::backward_with(p, &backward_main, 2);
 }
 
 }  // namespace ccattn::sm90

@@ -8,6 +8,7 @@
 //                                               staged in shared memory and added into the fp32 dQ
 //                                               accumulator by TMA reduce-adds
 // At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
+// Deterministic mode orders the dQ and chunked dK / dV additions between CTAs (sm80::AddOrder).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include "core/params.h"
 #include "core/schedule.h"
 #include "gpu/register_mask.h"
+#include "gpu/turns.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_schedule.h"
 #include "sm90/backward_cta.h"
@@ -32,8 +34,9 @@ using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor (the public view type)
 
 // kElementMasks: the call masks per element (mask_mod, block-sparse lists); band calls compile without
-// those paths, whose registers would otherwise spill next to dK and dV.
-template <class Traits, bool kElementMasks>
+// those paths, whose registers would otherwise spill next to dK and dV. kDeterministic: the call orders
+// its additions (sm80::AddOrder); a runtime branch on it added ~20 spill loads and stores at d128.
+template <class Traits, bool kElementMasks, bool kDeterministic>
 struct BackwardConsumer {
     using Element = typename Traits::Element;
     using Barrier = cutlass::arch::ClusterBarrier;
@@ -104,20 +107,39 @@ struct BackwardConsumer {
         }
     }
 
+    // Deterministic mode: warp group wg's additions between begin_turn and end_turn come after those
+    // of the adders of lower rank (gpu/turns.h), all CTAs of lower blockIdx.x, same y and z
+    // (sm80::AddOrder).
+    CUTE_DEVICE static void begin_turn(const int* turn, int rank, int wg, bool leader) {
+        if (!kDeterministic) return;
+        if (leader) gpu::wait_turn(turn, rank);
+        warp_group_sync(wg);
+    }
+    CUTE_DEVICE static void end_turn(int* turn, int wg, bool leader) {
+        if (!kDeterministic) return;
+        __threadfence();
+        warp_group_sync(wg);
+        if (leader) gpu::pass_turn(turn);
+    }
+
     // This warp group's dQ half of a q-tile added into the fp32 dQ accumulator. By TMA: staged in
     // shared memory as the swizzled boxes the tensor map describes (column pairs as st.shared.v2.f32,
     // conflict-free), then one reduce-add (cp.reduce.async.bulk.tensor .add) per 32-column box, issued
     // by one thread, so that no warp of the group waits on a per-row issue loop. The staging buffer is
     // reused once the previous reduce-adds have read it. Tiles that do not move by TMA add their rows
-    // with float2 atomics.
+    // with float2 atomics. In deterministic mode the issuer takes the group's turn around the
+    // reduce-adds and waits for them to complete (not only to have read the buffer) before passing it.
     template <class Acc, class Coords>
     CUTE_DEVICE static void add_dq(const BackwardKernelParams& kp, const BackwardCta& cta, const sm80::QTile& t,
                                    const typename Traits::RowData& rows, float (*sdq)[kBlockM][Traits::kDqBoxCols],
                                    const Acc& acc, const Coords& cq, int wg, bool issuer) {
+        int* turn = kDeterministic ? kp.bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, wg) : nullptr;
         if (!kp.tile_by_tma(cta.seq, t, kBlockM)) {
+            begin_turn(turn, t.rank, wg, issuer);
             atomic_add_rows(acc, cq, 1.f, [&](int r) -> float* {
                 return rows.dq_row[r] < 0 ? nullptr : kp.bp.dq_accum + rows.dq_row[r];
             });
+            end_turn(turn, wg, issuer);
             return;
         }
         if (issuer) tma_store_wait<0>();
@@ -138,12 +160,21 @@ struct BackwardConsumer {
         cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by the TMA unit
         warp_group_sync(wg);
         if (!issuer) return;
+        if (kDeterministic) {
+            gpu::wait_turn(turn, t.rank);
+            asm volatile("fence.proxy.async.global;\n" ::: "memory");  // the reduce-adds (async proxy) after it
+        }
         const int row = int(cta.q_row0 + t.m_block * kBlockM / t.pack);  // dense row of the tile's first query
         CUTE_UNROLL
         for (int box = 0; box < Traits::kDqBoxes; ++box)
             SM90_TMA_REDUCE_ADD_4D::copy(&kp.tma_dq, &sdq[box][0][0], wg * Traits::kDqCols + box * Traits::kDqBoxCols,
                                          t.head0, row, 0);
         tma_store_arrive();
+        if (kDeterministic) {
+            asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");  // written, not only read
+            asm volatile("fence.proxy.async.global;\n" ::: "memory");
+            gpu::pass_turn(turn);
+        }
     }
 
     // ct: this thread's index among the consumer threads, 0..255.
@@ -305,14 +336,20 @@ struct BackwardConsumer {
         auto cv = rowcol_view(thr_dv.partition_C(make_identity_tensor(ShapedV{})));
         auto key_ok = [&](int r) { return cta.n0 + r < cta.seq.seqlen_k; };
         if (bp.chunks.count > 1) {
-            if (!any_tile) return;
-            auto key_accum = [&](float* base, int dim) {
-                return [&, base, dim](int r) -> float* {
-                    return key_ok(r) ? base + ((cta.k_row0 + cta.n0 + r) * p.heads_kv + cta.kv_head) * dim : nullptr;
+            // In deterministic mode in chunk order, per warp group (its own keys); a chunk with nothing
+            // to add still takes its turn.
+            int* turn = kDeterministic ? bp.order.dkv_turn(cta.b, cta.kv_head, cta.n_block, wg) : nullptr;
+            begin_turn(turn, cta.chunk, wg, dq_issuer);
+            if (any_tile) {
+                auto key_accum = [&](float* base, int dim) {
+                    return [&, base, dim](int r) -> float* {
+                        return key_ok(r) ? base + ((cta.k_row0 + cta.n0 + r) * p.heads_kv + cta.kv_head) * dim : nullptr;
+                    };
                 };
-            };
-            atomic_add_rows(rowcol_view(acc_dk), ck, p.scale, key_accum(bp.dk_accum, kDimQK));
-            atomic_add_rows(rowcol_view(acc_dv), cv, 1.f, key_accum(bp.dv_accum, kDimV));
+                atomic_add_rows(rowcol_view(acc_dk), ck, p.scale, key_accum(bp.dk_accum, kDimQK));
+                atomic_add_rows(rowcol_view(acc_dv), cv, 1.f, key_accum(bp.dv_accum, kDimV));
+            }
+            end_turn(turn, wg, dq_issuer);
             return;
         }
         auto key_rows = [&](void* base, const core::Strides& st) {

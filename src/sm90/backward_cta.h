@@ -21,15 +21,16 @@ struct BackwardCta {
     std::int64_t k_row0 = 0;  // dense row of its first key
 
     // Grid: x = (chunk, kv tile), chunk-major so that the CTAs of one chunk run together and share
-    // Q / dO rows in L2; y = KV head; z = batch.
-    __device__ static BackwardCta make(const sm80::BackwardParams& bp, int kv_tile) {
+    // Q / dO rows in L2 (kv tiles from the last in deterministic mode: sm80::AddOrder); y = KV head;
+    // z = batch.
+    __device__ static BackwardCta make(const sm80::BackwardParams& bp, int kv_tile, bool deterministic) {
         const core::AttnParams& p = bp.p;
         const unsigned kv_tiles = unsigned(core::num_tiles(p.seqlen_k, kv_tile));
         BackwardCta c;
         c.b = int(blockIdx.z);
         c.kv_head = int(blockIdx.y);
         c.chunk = int(blockIdx.x / kv_tiles);
-        c.n_block = blockIdx.x % kv_tiles;
+        c.n_block = sm80::AddOrder::kv_tile_of(blockIdx.x % kv_tiles, kv_tiles, deterministic);
         c.n0 = c.n_block * kv_tile;
         c.seq = core::sequence(p, c.b);
         c.band = core::sequence_band(p, c.b, c.seq);

@@ -22,7 +22,7 @@
 
 namespace ccattn::sm90 {
 
-template <class Traits, bool kElementMasks>
+template <class Traits, bool kElementMasks, bool kDeterministic>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     backward_kernel(CUTE_GRID_CONSTANT BackwardKernelParams const kp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     if (threadIdx.x == 0 && cute::cast_smem_ptr_to_uint(smem_buf) % 1024 != 0) __trap();  // swizzle atoms
 
     const sm80::BackwardParams& bp = kp.bp;
-    const BackwardCta cta = BackwardCta::make(bp, Traits::kBlockN);
+    const BackwardCta cta = BackwardCta::make(bp, Traits::kBlockN, kDeterministic);
     if (cta.n0 >= cta.seq.seqlen_k) return;  // past this sequence's keys: nothing to write
 
     if (threadIdx.x == 0) {
@@ -50,10 +50,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const int warp_group = threadIdx.x / Traits::kWarpGroupThreads;
     if (warp_group == 0) {
         cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegisters>();
-        BackwardProducer<Traits>::run(kp, cta, smem, threadIdx.x);
+        BackwardProducer<Traits, kDeterministic>::run(kp, cta, smem, threadIdx.x);
     } else {
         cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
-        BackwardConsumer<Traits, kElementMasks>::run(kp, cta, smem, threadIdx.x - Traits::kWarpGroupThreads);
+        BackwardConsumer<Traits, kElementMasks, kDeterministic>::run(kp, cta, smem,
+                                                                     threadIdx.x - Traits::kWarpGroupThreads);
     }
 #elif defined(__CUDA_ARCH__)
     __trap();  // built for a target without wgmma / setmaxnreg: sm_90a is required
@@ -66,8 +67,11 @@ cudaError_t launch_backward(const sm80::BackwardParams& bp, cudaStream_t stream)
     const std::int64_t ctas = core::num_tiles(p.seqlen_k, Traits::kBlockN) * bp.chunks.count;
     if (ctas == 0 || p.heads_kv == 0 || p.batch == 0) return cudaSuccess;
     if (ctas > 0x7fffffff || p.heads_kv > 65535 || p.batch > 65535) return cudaErrorInvalidConfiguration;
-    // Per-element masks (mask_mod, block-sparse lists) get their own kernel: see BackwardConsumer.
-    auto kernel = p.mask_kind == MaskKind::band ? backward_kernel<Traits, false> : backward_kernel<Traits, true>;
+    // Per-element masks (mask_mod, block-sparse lists) and deterministic mode (the driver allocated turn
+    // counters) get their own kernels: see BackwardConsumer.
+    const bool band = p.mask_kind == MaskKind::band, ordered = bp.order.dq != nullptr;
+    auto kernel = band ? (ordered ? backward_kernel<Traits, false, true> : backward_kernel<Traits, false, false>)
+                       : (ordered ? backward_kernel<Traits, true, true> : backward_kernel<Traits, true, false>);
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSharedBytes);
     if (err != cudaSuccess) return err;
     const dim3 grid(unsigned(ctas), unsigned(p.heads_kv), unsigned(p.batch));

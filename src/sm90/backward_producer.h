@@ -23,7 +23,8 @@ namespace ccattn::sm90 {
 using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor (the public view type)
 
-template <class Traits>
+// kDeterministic: the consumers take turns on each q-tile's dQ, by the rank put in its slot.
+template <class Traits, bool kDeterministic>
 struct BackwardProducer {
     using Element = typename Traits::Element;
     using Barrier = cutlass::arch::ClusterBarrier;
@@ -163,6 +164,7 @@ struct BackwardProducer {
             if (tid == 0) {
                 auto& slot = smem.slots[stage];
                 slot.valid = smem.schedule.next(slot.tile);
+                if (kDeterministic && slot.valid) slot.tile.rank = smem.schedule.rank(slot.tile);
             }
             producer_sync();  // the slot is visible to every producer thread
             const bool valid = smem.slots[stage].valid;

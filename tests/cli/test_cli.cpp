@@ -193,6 +193,32 @@ TEST_F(Cli, RunMatchesTheReference) {
                 EXPECT_NEAR(lse[std::size_t((b * 4 + h) * 37 + i)], ref.lse[std::size_t((b * 37 + i) * 4 + h)], 1e-3);
 }
 
+// --deterministic reaches BackwardArgs through run, check and bench (whose CSV rows name it); the CPU
+// backward is deterministic anyway, so run's gradients are the same bits with and without it.
+TEST_F(Cli, DeterministicBackward) {
+    std::mt19937_64 rng(std::random_device{}());
+    const Shape qs = {1, 45, 2, 16}, ks = {1, 12, 1, 16};
+    for (const char* name : {"q", "do"}) write_f32(path(std::string(name) + ".npy"), qs, random_floats(numel(qs), rng));
+    write_f32(path("k.npy"), ks, random_floats(numel(ks), rng));
+    const std::string run = "run --q " + path("q.npy") + " --k " + path("k.npy") + " --v " + path("k.npy") + " --dout " +
+                            path("do.npy") + " --causal --compress-factor 4 --threads 2 --out-dir ";
+    ASSERT_EQ(ccattn(run + path("plain")).code, 0);
+    const Result r = ccattn(run + path("ordered") + " --deterministic");
+    ASSERT_EQ(r.code, 0) << r.err;
+    for (const char* grad : {"dq.npy", "dk.npy", "dv.npy"})
+        EXPECT_EQ(slurp(path("plain/") + grad), slurp(path("ordered/") + grad)) << grad;
+
+    const std::string shape = " --seqlen-q 70 --seqlen-k 20 --heads-q 4 --heads-kv 2 --dim-qk 32 --dim-v 16 --threads 2";
+    const Result c = ccattn("check" + shape + " --bwd --causal --compress-factor 4 --deterministic");
+    EXPECT_EQ(c.code, 0) << c.out << c.err;
+    EXPECT_NE(c.out.find("deterministic backward"), std::string::npos) << c.out;
+    const Result b = ccattn("bench" + shape + " --bwd --iters 1 --warmup 0 --deterministic --csv " + path("d.csv"));
+    EXPECT_EQ(b.code, 0) << b.out << b.err;
+    const std::string csv = slurp(path("d.csv"));
+    EXPECT_NE(csv.find(",backward_deterministic,cpu,native,"), std::string::npos) << csv;
+    EXPECT_EQ(ccattn("check" + shape + " --deterministic=1").code, 2);  // a flag
+}
+
 TEST_F(Cli, RunVarlenWithAnEmptySequence) {
     std::mt19937_64 rng(std::random_device{}());
     const std::vector<std::int32_t> cu_q = {0, 9, 9, 30}, cu_k = {0, 0, 4, 12};  // no keys, no queries, both

@@ -115,6 +115,23 @@ TEST(Attention, DeterministicAcrossThreadCounts) {
     }
 }
 
+// BackwardArgs::deterministic is accepted and changes no bit on the CPU backend, whose backward adds in
+// a fixed order anyway.
+TEST(Attention, DeterministicOptionChangesNothingOnCpu) {
+    Problem pr(fixed(2, 150, 80, 4, 2, 64, 32, bf16, false, 33));
+    const Mask mask = Mask::band(true, 2, 3);
+    pr.run_forward(mask);
+    pr.run_backward(mask);
+    const Problem plain = pr;
+    for (Buffer* b : {&pr.dq, &pr.dk, &pr.dv}) b->poison();
+    BackwardArgs a = pr.backward_args(mask);
+    a.deterministic = true;
+    ASSERT_TRUE(ccattn::backward(a).ok());
+    EXPECT_TRUE(same_bits(pr.dq, plain.dq));
+    EXPECT_TRUE(same_bits(pr.dk, plain.dk));
+    EXPECT_TRUE(same_bits(pr.dv, plain.dv));
+}
+
 // lse is optional in the forward.
 TEST(Attention, ForwardWithoutLse) {
     Problem pr(fixed(1, 70, 70, 2, 1, 32, 32, bf16, false, 32));

@@ -7,7 +7,9 @@
 // GPU checks (skipped without a device of compute capability >= 8.0, and for the sm90 kernel without
 // one of 9.0): sm80::backward and sm90::backward with out and lse from the CUDA forward, on fresh random inputs with NaN-poisoned gradients, against the fp64 oracle
 // (dq, dk, dv; exact zeros for rows that see no key and keys no row sees) and the CPU backend, for every
-// head-dim pair and dtype, each band case also run as mask_mod and block-sparse.
+// head-dim pair and dtype, each band case also run as mask_mod and block-sparse; deterministic mode:
+// bitwise-identical gradients over runs on other streams and beside another kernel, and (host) the
+// ranks by which its CTAs take turns and that the turns cannot deadlock under in-order dispatch.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -226,6 +228,20 @@ TEST(Sm80BackwardHost, RowArithmetic) {
     }
 }
 
+// A random band for the schedule tests: causal 3 times in 4, cf 1 a third of the time (else up to
+// max_cf), the default delta or one in [-max_delta, max_delta], a window up to max_window a third of
+// the time. pick(lo, hi): a uniform integer in [lo, hi].
+template <class Pick>
+core::BandSpec random_band(Pick& pick, std::int64_t max_cf, std::int64_t max_delta, std::int64_t max_window) {
+    core::BandSpec spec;
+    spec.causal = pick(0, 3) != 0;
+    spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, max_cf);
+    spec.has_diag_offset = pick(0, 1) != 0;
+    spec.diag_offset = pick(-max_delta, max_delta);
+    spec.window_left = pick(0, 2) == 0 ? pick(0, max_window) : core::kNoWindow;
+    return spec;
+}
+
 // Band and mask_mod: a CTA visits, GQA-packed and in ascending order, every q-tile that holds a
 // visible pair with its keys, and runs unmasked only q-tiles whose pairs (rows inside the sequence,
 // keys inside the tile) are all visible.
@@ -233,12 +249,7 @@ TEST(Sm80BackwardHost, BandScheduleMatchesBruteForce) {
     std::mt19937_64 rng(5);
     auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
     for (int iter = 0; iter < 200; ++iter) {
-        core::BandSpec spec;
-        spec.causal = pick(0, 3) != 0;
-        spec.compress_factor = pick(0, 2) == 0 ? 1 : pick(1, 40);
-        spec.has_diag_offset = pick(0, 1) != 0;
-        spec.diag_offset = pick(-200, 200);
-        spec.window_left = pick(0, 2) == 0 ? pick(0, 50) : core::kNoWindow;
+        const core::BandSpec spec = random_band(pick, 40, 200, 50);
         const std::int64_t sq = pick(0, 180), sk = pick(1, 300);
         const int group = int(pick(1, 6)), q_tile = 64, kv_tile = pick(0, 1) ? 64 : 128;
         const core::CompressedBand band = spec.for_sequence(sq, sk);
@@ -366,6 +377,164 @@ TEST(Sm80BackwardHost, SparseScheduleMatchesLists) {
     }
 }
 
+// Deterministic mode: the CTAs (kv tile n, chunk c) whose walks hold q-tile m must carry the ranks
+// 0, 1, ..., count - 1, each rank's CTA at a lower blockIdx.x than the next one's (it waits on it), or
+// the kernel waits forever. Every CTA of the grid is walked as the kernel runs it
+// (kv tiles past the sequence's keys exit first), for random bands at several tile sizes, GQA groups
+// and chunk lengths, and over a small exhaustive sweep; the sequences of a varlen batch are
+// independent sequences of these lengths.
+void expect_ranks_in_order(MaskKind kind, const core::CompressedBand& band, std::int64_t sq, std::int64_t sk,
+                           std::int64_t max_k, int group, int q_tile, int kv_tile, std::int64_t chunk_length) {
+    sm80::BackwardParams bp;
+    bp.p.mask_kind = kind;
+    bp.p.group = group;
+    bp.p.heads_q = group;
+    bp.p.heads_kv = 1;
+    const std::int64_t q_tiles = core::num_tiles(sq * group, q_tile), kv_tiles = core::num_tiles(max_k, kv_tile);
+    bp.chunks.length = chunk_length;
+    bp.chunks.count = int(std::max<std::int64_t>(1, core::ceil_div(q_tiles, chunk_length)));
+    struct Visit {
+        std::int64_t n, block;  // kv tile, blockIdx.x
+        int rank;
+    };
+    std::vector<std::vector<Visit>> visits(static_cast<std::size_t>(q_tiles));
+    for (int c = 0; c < bp.chunks.count; ++c)
+        for (std::int64_t n = 0; n < kv_tiles; ++n) {
+            if (n * kv_tile >= sk) continue;  // the kernel's early exit
+            const sm80::QTileSchedule schedule(bp, band, 0, 0, n, c, sq, sk, q_tile, kv_tile);
+            for (const sm80::QTile& t : walk(schedule)) {
+                ASSERT_LT(t.m_block, q_tiles);
+                const std::int64_t block = c * kv_tiles + sm80::AddOrder::kv_tile_of(n, kv_tiles, true);
+                visits[std::size_t(t.m_block)].push_back({n, block, schedule.rank(t)});
+            }
+        }
+    for (std::int64_t m = 0; m < q_tiles; ++m) {
+        std::vector<Visit>& v = visits[std::size_t(m)];
+        std::sort(v.begin(), v.end(), [](const Visit& a, const Visit& b) { return a.rank < b.rank; });
+        for (std::size_t r = 0; r < v.size(); ++r) {
+            ASSERT_EQ(v[r].rank, int(r)) << "q-tile " << m << ": kv tile " << v[r].n << " has rank " << v[r].rank
+                                         << " among " << v.size() << " adders";
+            if (r > 0) {
+                ASSERT_LT(v[r - 1].block, v[r].block) << "q-tile " << m << ": rank " << r << " waits on a later block";
+            }
+        }
+    }
+}
+
+TEST(Sm80BackwardHost, DeterministicRanks) {
+    std::mt19937_64 rng(11);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    for (int iter = 0; iter < 3000; ++iter) {
+        const core::BandSpec spec = random_band(pick, 70, pick(0, 4) == 0 ? 3000 : 300, 300);
+        const std::int64_t sq = pick(0, 900), sk = pick(1, 700), max_k = sk + (pick(0, 1) ? pick(0, 300) : 0);
+        const int group = int(pick(0, 3) == 0 ? pick(1, 64) : pick(1, 6));
+        const int kv_tile = pick(0, 1) ? 64 : 128;
+        const core::CompressedBand band = spec.for_sequence(sq, sk);
+        SCOPED_TRACE(::testing::Message() << "causal " << spec.causal << " cf " << band.compress_factor << " delta "
+                                          << band.diag_offset << " window " << band.window_left << " Sq " << sq << " Sk "
+                                          << sk << " group " << group << " kv tile " << kv_tile);
+        for (MaskKind kind : {MaskKind::band, MaskKind::mask_mod})
+            for (std::int64_t length : {std::int64_t(1) << 40, pick(1, 6)}) {
+                expect_ranks_in_order(kind, band, sq, sk, max_k, group, 64, kv_tile, length);
+                if (HasFatalFailure()) return;
+            }
+    }
+    for (int causal = 0; causal < 2; ++causal)
+        for (std::int64_t cf = 1; cf <= 5; ++cf)
+            for (std::int64_t delta = -40; delta <= 40; delta += 3)
+                for (std::int64_t window = -1; window <= 6; ++window)
+                    for (std::int64_t sq : {1, 37, 130})
+                        for (std::int64_t sk : {1, 20, 129}) {
+                            core::BandSpec spec;
+                            spec.causal = causal != 0;
+                            spec.compress_factor = cf;
+                            spec.has_diag_offset = true;
+                            spec.diag_offset = delta;
+                            spec.window_left = window < 0 ? core::kNoWindow : window * 7;
+                            const core::CompressedBand band = spec.for_sequence(sq, sk);
+                            SCOPED_TRACE(::testing::Message() << "causal " << causal << " cf " << cf << " delta "
+                                                              << delta << " window " << band.window_left << " Sq "
+                                                              << sq << " Sk " << sk);
+                            for (int group : {1, 3})
+                                for (int kv_tile : {16, 128}) {
+                                    expect_ranks_in_order(MaskKind::band, band, sq, sk, sk, group, 16, kv_tile, 3);
+                                    if (HasFatalFailure()) return;
+                                }
+                        }
+}
+
+// Deterministic mode end to end on the host: every CTA of a varlen batch's grid (band or mask_mod,
+// chunked or not, kv tiles mapped as the kernels map them) as its sequence of turns (each q-tile's
+// dQ, then its chunk's dK / dV), launched in block order onto a GPU that holds only a few CTAs at once
+// (the GPU's in-order dispatch): every CTA takes all its turns, whatever the number resident.
+TEST(Sm80BackwardHost, DeterministicTurnsNeverDeadlock) {
+    std::mt19937_64 rng(13);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    constexpr int kQTile = 64, kKvTile = 128;
+    for (int iter = 0; iter < 2000; ++iter) {
+        const core::BandSpec spec = random_band(pick, 40, 300, 200);
+        const int batch = int(pick(1, 3)), group = int(pick(1, 5));
+        std::vector<std::int64_t> sq(static_cast<std::size_t>(batch)), sk(static_cast<std::size_t>(batch));
+        std::int64_t max_q = 1, max_k = 1;
+        for (int b = 0; b < batch; ++b) {
+            sq[std::size_t(b)] = pick(0, 700);
+            sk[std::size_t(b)] = pick(0, 600);
+            max_q = std::max(max_q, sq[std::size_t(b)]);
+            max_k = std::max(max_k, sk[std::size_t(b)]);
+        }
+        sm80::BackwardParams bp;
+        bp.p.mask_kind = pick(0, 3) == 0 ? MaskKind::mask_mod : MaskKind::band;
+        bp.p.group = group;
+        bp.p.heads_q = group;
+        bp.p.heads_kv = 1;
+        const std::int64_t q_tiles = core::num_tiles(max_q * group, kQTile), kv_tiles = core::num_tiles(max_k, kKvTile);
+        bp.chunks.length = pick(1, 5);
+        bp.chunks.count = pick(0, 1) ? 1 : int(core::ceil_div(q_tiles, bp.chunks.length));
+        if (bp.chunks.count == 1) bp.chunks.length = std::int64_t(1) << 40;
+        struct Turn {
+            std::size_t counter;
+            int rank;
+        };
+        std::vector<std::vector<Turn>> ctas;  // by linear block index: x (chunk, kv column), then z (batch)
+        for (int b = 0; b < batch; ++b)
+            for (std::int64_t x = 0; x < kv_tiles * bp.chunks.count; ++x) {
+                const int c = int(x / kv_tiles);
+                const std::int64_t n = sm80::AddOrder::kv_tile_of(x % kv_tiles, kv_tiles, true);
+                std::vector<Turn> turns;
+                const std::int64_t s_q = sq[std::size_t(b)], s_k = sk[std::size_t(b)];
+                if (n * kKvTile < s_k) {  // else the CTA exits first
+                    const sm80::QTileSchedule schedule(bp, spec.for_sequence(s_q, s_k), b, 0, n, c, s_q, s_k, kQTile,
+                                                       kKvTile);
+                    for (const sm80::QTile& t : walk(schedule))
+                        turns.push_back({std::size_t(b * q_tiles + t.m_block), schedule.rank(t)});
+                    if (bp.chunks.count > 1) turns.push_back({std::size_t(batch * q_tiles + b * kv_tiles + n), c});
+                }
+                ctas.push_back(turns);
+            }
+        std::vector<int> counter(std::size_t(batch * (q_tiles + kv_tiles)), 0);
+        const std::size_t slots = std::size_t(pick(1, 8));
+        std::vector<std::size_t> done(ctas.size(), 0), resident;
+        std::size_t launched = 0;
+        while (launched < ctas.size() || !resident.empty()) {
+            while (resident.size() < slots && launched < ctas.size()) resident.push_back(launched++);
+            bool progress = false;
+            for (std::size_t k = 0; k < resident.size();) {
+                const std::size_t id = resident[k];
+                for (; done[id] < ctas[id].size() && counter[ctas[id][done[id]].counter] == ctas[id][done[id]].rank;
+                     ++done[id], progress = true)
+                    ++counter[ctas[id][done[id]].counter];
+                if (done[id] == ctas[id].size()) {
+                    resident.erase(resident.begin() + std::ptrdiff_t(k));
+                    progress = true;
+                } else {
+                    ++k;
+                }
+            }
+            ASSERT_TRUE(progress) << "deadlock with " << slots << " resident CTAs, iteration " << iter;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GPU checks
 
@@ -382,9 +551,12 @@ Status family_backward(Family f, const core::AttnParams& p) {
     return cuda::cuda_status(cudaDeviceSynchronize(), family_name(f));
 }
 
-Status kernel_backward(Family f, const AttnTensors& t, const Mask& mask, std::optional<float> scale) {
+Status kernel_backward(Family f, const AttnTensors& t, const Mask& mask, std::optional<float> scale,
+                       bool deterministic = false, cudaStream_t stream = nullptr) {
     BackwardArgs a = backward_args(t, mask, Device::cuda);
     a.scale = scale;
+    a.deterministic = deterministic;
+    a.stream = stream;
     core::AttnParams p;
     Status s = api::fill_backward_params(a, host_seqlens(t), p);
     if (!s.ok()) return s;
@@ -588,8 +760,9 @@ class CudaBackward : public ::testing::TestWithParam<BackwardConfig> {
     void check_backward(const Problem& pr, const Mask& band, const Options& opt = {}) const {
         ccattn::check_backward(GetParam().family, pr, band, opt);
     }
-    Status kernel_backward(const AttnTensors& t, const Mask& mask, std::optional<float> scale) const {
-        return ccattn::kernel_backward(GetParam().family, t, mask, scale);
+    Status kernel_backward(const AttnTensors& t, const Mask& mask, std::optional<float> scale,
+                           bool deterministic = false) const {
+        return ccattn::kernel_backward(GetParam().family, t, mask, scale, deterministic);
     }
 };
 
@@ -764,6 +937,104 @@ TEST_P(CudaBackward, ChunkedQRange) {
     check_backward(chunked, nsa);
     const Problem whole = problem(157, 157, 4, 2, 2);
     EXPECT_EQ(chunks_for(whole, Mask::band(true)).count, 1);
+}
+
+// Spins for about `cycles` clocks. Blocks of 1024 threads leave no room for a backward CTA on their
+// SM, so a backward launched beside them starts its CTAs on other SMs, in another interleaving, and
+// with fewer of them resident at once.
+__global__ void occupy_sms(long long cycles) {
+    const long long start = clock64();
+    while (clock64() - start < cycles) {
+    }
+}
+
+// Deterministic mode: three runs (the default stream; another stream; another stream while a kernel
+// holds half the SMs) give bitwise-identical dq, dk, dv, within the oracle's bounds (unless `oracle`
+// is false: shapes too large for it).
+void check_deterministic(Family f, const Problem& pr, const Mask& band, Mechanism m, bool oracle = true) {
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    cuda_forward(t, band, {});
+    const Tolerance tol = grad_tolerance(pr.dtype);
+    int device = 0, sms = 0;
+    ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+    ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+    cudaStream_t side = nullptr, busy = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), cudaSuccess);
+    ASSERT_EQ(cudaStreamCreateWithFlags(&busy, cudaStreamNonBlocking), cudaSuccess);
+    std::vector<unsigned char> first[3];
+    DeviceBlockSparse lists;
+    const Mask mask = mechanism_mask(band, m, pr, lists);
+    for (int run = 0; run < 3; ++run) {
+        SCOPED_TRACE("run " + std::to_string(run));
+        poison_grads(t);
+        if (run == 2) occupy_sms<<<std::max(1, sms / 2), 1024, 0, busy>>>(20'000'000);
+        ASSERT_TRUE(run_ok(kernel_backward(f, t, mask, {}, true, run == 0 ? nullptr : side)));
+        TestTensor* grads[3] = {&t.dq, &t.dk, &t.dv};
+        const char* names[3] = {"dq", "dk", "dv"};
+        for (int g = 0; g < 3; ++g) {
+            grads[g]->download();
+            if (run == 0) first[g] = grads[g]->host;
+            else EXPECT_TRUE(grads[g]->host == first[g]) << names[g] << " differs from run 0";
+        }
+        if (run > 0 || !oracle) continue;
+        const cpu::Reference ref = reference(t, band, true);
+        const ZeroRows zero = zero_rows(pr, band);
+        EXPECT_TRUE(grad_close(t.dq, ref.dq, zero.q, tol, "dq"));
+        EXPECT_TRUE(grad_close(t.dk, ref.dk, zero.k, tol, "dk"));
+        EXPECT_TRUE(grad_close(t.dv, ref.dv, zero.k, tol, "dv"));
+    }
+    EXPECT_EQ(cudaStreamSynchronize(busy), cudaSuccess);
+    cudaStreamDestroy(side);
+    cudaStreamDestroy(busy);
+}
+
+TEST_P(CudaBackward, DeterministicCausalAndWindows) {
+    const Family f = GetParam().family;
+    check_deterministic(f, problem(1100, 1100, 1, 1), Mask::band(true), Mechanism::band);  // many adders per q-tile
+    check_deterministic(f, problem(157, 157, 4, 2, 2), Mask::band(true), Mechanism::band);
+    check_deterministic(f, problem(700, 700), Mask::band(true, 1, {}, 64), Mechanism::band);
+    check_deterministic(f, problem(700, 700), Mask::band(true, 1, -500), Mechanism::band);  // empty q-tiles
+    check_deterministic(f, problem(400, 110, 2, 2), Mask::band(true, 4, 3, 8), Mechanism::mask_mod);
+    // 128 CTAs: with half the SMs held by run 2's spinning kernel they are not all resident at once.
+    check_deterministic(f, problem(1024, 1024, 8, 8, 2), Mask::band(true), Mechanism::band, false);
+}
+
+TEST_P(CudaBackward, DeterministicCompressedChunks) {
+    // Few keys, a long q range: chunks whose CTAs add dK, dV (and dQ) in turn.
+    const Mask band = Mask::band(true, 32);
+    const Problem pr = problem(4096, 128, 8, 2);
+    EXPECT_GT(chunks_for(pr, band).count, 1);
+    check_deterministic(GetParam().family, pr, band, Mechanism::band);
+    check_deterministic(GetParam().family, problem(2100, 130, 8, 2), Mask::band(true, 16, -31), Mechanism::mask_mod);
+}
+
+TEST_P(CudaBackward, DeterministicGqaAndVarlen) {
+    const Family f = GetParam().family;
+    for (int group : {3, 16})  // 3 does not divide the q-tile (no TMA rows on sm90)
+        check_deterministic(f, problem(300, 150, 2 * group, 2), Mask::band(true, 2), Mechanism::band);
+    Problem pr = problem(0, 0, 4, 2);
+    pr.cu_seqlens_q = {0, 0, 113, 113, 400, 1203};
+    pr.cu_seqlens_k = {0, 50, 50, 50, 300, 501};
+    check_deterministic(f, pr, Mask::band(true, 4), Mechanism::band);
+    check_deterministic(f, pr, Mask::band(true), Mechanism::band);
+}
+
+// Block-sparse lists have no deterministic CUDA backward: refused, naming the option, nothing written.
+TEST_P(CudaBackward, DeterministicRefusesBlockSparse) {
+    const Problem pr = problem(300, 300);
+    AttnTensors t = make_forward_tensors(pr);
+    add_backward_tensors(pr, t);
+    cuda_forward(t, Mask::band(true), {});
+    poison_grads(t);
+    DeviceBlockSparse lists;
+    const Status s = kernel_backward(t, mechanism_mask(Mask::band(true), Mechanism::block_sparse, pr, lists), {}, true);
+    EXPECT_EQ(s.code, Code::unsupported) << s.to_string();
+    EXPECT_EQ(s.argument, "deterministic");
+    for (TestTensor* x : {&t.dq, &t.dk, &t.dv}) {
+        x->download();
+        EXPECT_TRUE(all_poisoned(*x));
+    }
 }
 
 // Small shapes that still cover unmasked and masked tiles, GQA packing with a group that does not
