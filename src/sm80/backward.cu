@@ -92,11 +92,12 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
     BackwardParams bp;
     bp.p = p;
     const bool sparse = p.mask_kind == MaskKind::block_sparse;
-    // A q-tile's adders are consecutive kv tiles only for the band and mask_mod; ranking the kv tiles
-    // that block-sparse lists name for a q-tile would need a pass over the lists on the device.
-    if (sparse && p.deterministic)
+    // A q-tile's adders are consecutive kv tiles only for the built-in band and mask_mod; ranking the kv
+    // tiles that block-sparse lists name for a q-tile would need a pass over the lists on the device,
+    // and band tensors may leave kv tiles that no row sees between a q-tile's visitors.
+    if ((sparse || p.mask_kind == MaskKind::band_tensors) && p.deterministic)
         return Status::unsupported("deterministic", "the CUDA backward has no deterministic mode for block-sparse "
-                                                    "masks (the native band and mask_mod have one)");
+                                                    "masks or band tensors (the native band and mask_mod have one)");
     if (sparse) {
         // A q-tile of the lists must split into whole kernel q-tiles; a kernel kv-tile may overlap up to
         // 32 kv-tiles of the lists (a bit mask of them per q-tile), which any tile_n >= kv_tile / 30

@@ -133,7 +133,7 @@ class QTileSchedule {
         return true;
     }
 
-    // Deterministic mode: QTile::rank of band or mask_mod q-tile t that next() returned. A q-tile's
+    // Deterministic mode (built-in band and mask_mod): QTile::rank of q-tile t that next() returned. A q-tile's
     // adders take turns from its last kv tile down: that one reaches it first (it is the first q-tile of
     // a causal band's last visitor, and each kv tile below reaches it a q-tile or two later), where
     // the other order would hold kv tile n back until kv tile 0 had walked the 2n q-tiles before it.
@@ -147,7 +147,7 @@ class QTileSchedule {
     // only lead or trail), so the visitors are consecutive up to ceil(hi(i1) / kv_tile) - 1, the
     // forward's last kv tile of m. Tests walk every CTA's schedule and check each q-tile's ranks.
     CCATTN_HD std::int64_t last_kv_tile(std::int64_t m) const {
-        if (kind_ == MaskKind::mask_mod) return core::num_tiles(band_.seqlen_k, kv_tile_) - 1;
+        if (kind_ == MaskKind::mask_mod) return core::num_tiles(band_.seqlen_k(), kv_tile_) - 1;
         const std::int64_t i1 = core::query_span(m, q_tile_, group_, seqlen_q_).end - 1;
         return core::ceil_div(band_.hi(i1), kv_tile_) - 1;
     }
@@ -203,7 +203,7 @@ class QTileSchedule {
 
     MaskKind kind_;
     int group_, head0_, q_tile_;
-    core::CompressedBand band_;
+    core::SequenceBand band_;
     std::int64_t n_block_;
     int kv_tile_;
     std::int64_t seqlen_q_;
