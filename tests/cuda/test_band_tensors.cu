@@ -302,6 +302,25 @@ TEST(BandTensorsGpuCheck, AcceptedEdges) {
 // The check's count of the backward's q-tile visits equals the host's count over the same tensors
 // (core::q_tile_range per kv tile), and for tensors of the built-in band it gives the built-in band's
 // q-range chunks.
+// Band tensors have no deterministic CUDA backward (decisions.md 17): refused, naming the option,
+// nothing written.
+TEST(BandTensorsGpuCheck, DeterministicRefused) {
+    CCATTN_REQUIRE_SM80();
+    BadEdges b = bad_edges(false);  // a valid band until an edge is broken
+    const EdgeTensors edges(b.pr, b.rows, DType::int32);
+    ASSERT_TRUE(run_ok(forward(forward_args(b.t, edges.device(), Device::cuda))));
+    poison({&b.t.dq, &b.t.dk, &b.t.dv});
+    BackwardArgs a = backward_args(b.t, edges.device(), Device::cuda);
+    a.deterministic = true;
+    const Status s = backward(a);
+    EXPECT_EQ(s.code, Code::unsupported) << s.to_string();
+    EXPECT_EQ(s.argument, "deterministic");
+    for (TestTensor* x : {&b.t.dq, &b.t.dk, &b.t.dv}) {
+        x->download();
+        EXPECT_TRUE(all_poisoned(*x));
+    }
+}
+
 TEST(BandTensorsGpuCheck, CountsTheBackwardsVisits) {
     CCATTN_REQUIRE_SM80();
     const Config c{128, 128, DType::bf16};
