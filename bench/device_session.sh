@@ -29,6 +29,7 @@
 #   test      the GPU tests with compute-sanitizer (scripts/gpu_tests.sh; builds the tests when they are
 #             not built yet, which needs GoogleTest: on the machine, or carried in .deps/googletest)
 #   pytest    the Python package's tests (CPU and CUDA) against the built extension, within $PYTEST_TIMEOUT s
+#             (PYTEST_K: a -k expression)
 #   profile   Nsight Compute (--clock-control none) on one launch of the backward main kernel, causal 16K and
 #             NSA 64K: throughput, warp stall reasons, occupancy, to $OUT/ncu-<case>.txt
 #   ceilings  bf16 GEMM rate and device copy bandwidth (bench/ceilings.py)
@@ -154,7 +155,8 @@ fi
 
 if has pytest; then
   echo "== pytest"
-  timeout "${PYTEST_TIMEOUT:-300}" "$python" -m pytest -q -rs python/tests > "$logs/pytest.log" 2>&1
+  # PYTEST_K: a -k expression (e.g. the CUDA tests only, when device time is short)
+  timeout "${PYTEST_TIMEOUT:-300}" "$python" -m pytest -q -rs ${PYTEST_K:+-k "$PYTEST_K"} python/tests > "$logs/pytest.log" 2>&1
   echo "pytest exit $?"
   grep -E "passed|failed|FAILED|Error" "$logs/pytest.log" | tail -15
 fi
