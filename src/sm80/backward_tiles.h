@@ -26,7 +26,7 @@ constexpr BackwardTile backward_tile() {
 }
 
 // Shared memory for the CTA's schedule state (coordinates, scheduler, q-tile ring), after the tiles.
-constexpr int kBackwardStateBytes = 512;
+constexpr int kBackwardStateBytes = 1024;  // two band sources (CTA, schedule) since band tensors
 
 // Dynamic shared memory of one CTA: Q and dO per stage, K, V, P and dS (all 16-bit), then the state.
 constexpr int backward_smem_bytes(BackwardTile t, int dqk, int dv) {
