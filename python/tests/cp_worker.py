@@ -336,8 +336,9 @@ def nccl_cases(world):
         "nccl_cf1_causal_gqa": lambda r, w: fixed_case(r, w, seed=1, cf=1, dqk=64, dv=64),
         "nccl_cf4_negative_delta_mqa": lambda r, w: fixed_case(r, w, seed=2, cf=4, delta=-3, hq=4, hkv=1, dqk=64,
                                                                dv=64, chunk=8),
+        # doc_lengths needs two ranks or more (its first documents span more than two chunks)
         "nccl_varlen_cf4_gqa": lambda r, w: varlen_case(r, w, seed=10, cf=4, delta=-7, hq=8, hkv=2, dqk=64, dv=64,
-                                                        extra_keys=(0, -1)),
+                                                        extra_keys=(0, -1), lengths=None if w > 1 else [0, 9, 1, 0, 4]),
         "nccl_nsa_l8_d4": lambda r, w: nsa_case(r, w, seed=12, l=8, d=4, chunk=8, d_head=64),
     }
 

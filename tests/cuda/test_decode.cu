@@ -252,6 +252,10 @@ TEST(KvCacheGraph, CaptureAndReplay) {
     cudaStream_t stream;
     cuda_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
     d.args.stream = stream;
+    // One call before capture, as with any CUDA graph: the process's first call sets up what is set
+    // once (kernel attributes, the memory pool's release threshold). Its appends are the capture's.
+    ASSERT_TRUE(run_ok(d.run()));
+    cuda_check(cudaStreamSynchronize(stream), "warm-up");
     cudaGraph_t graph;
     cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
     const Status st = d.run();
