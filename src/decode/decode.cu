@@ -120,6 +120,10 @@ bool preferred(const core::AttnParams& p) {
     if (packed_rows(p) > kMaxPackedRows || !decode_tile_for(p.dim_qk, p.dim_v, tile) ||
         !check_sparse_tiles(p, tile).ok() || !device_limits(d).ok())
         return false;
+    // Measured on the H200 in two runs (bench/NOTES.md v6): the unsplit kernels win while their grid of one CTA
+    // per (sequence, KV head) covers a quarter of the SMs (B8 x 8 KV heads: 212 against 410 us; B32 x 4:
+    // 78 against 237 us); below that the split kernel does (B1 x 4: 167 against 800 us).
+    if (std::int64_t(p.batch) * (unpacked(p) ? p.heads_q : p.heads_kv) * m_tiles_of(p) >= d.sms / 4) return false;
     return heuristic_splits(p, tile, d) > 1;
 }
 
