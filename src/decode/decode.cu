@@ -58,6 +58,10 @@ Status retain_pool_memory(int device) {
 bool unpacked(const core::AttnParams& p) { return p.mask_kind == MaskKind::block_sparse; }
 std::int64_t packed_rows(const core::AttnParams& p) { return p.seqlen_q * (unpacked(p) ? 1 : p.group); }
 std::int64_t m_tiles_of(const core::AttnParams& p) { return core::num_tiles(packed_rows(p), kTileM); }
+// CTAs of one split: one per (16-row q-tile, head slot, sequence).
+std::int64_t ctas_per_split(const core::AttnParams& p) {
+    return m_tiles_of(p) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
+}
 
 // The split kernel walks block-sparse lists in its own tiles: 16-row q-tiles inside a list's q-tile,
 // list kv tiles cut into whole key tiles.
@@ -75,7 +79,7 @@ Status check_sparse_tiles(const core::AttnParams& p, const DecodeTile& tile) {
 // The heuristic's split count for p (head dims supported).
 int heuristic_splits(const core::AttnParams& p, const DecodeTile& tile, const DeviceLimits& d) {
     SplitProblem w;
-    w.ctas = m_tiles_of(p) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
+    w.ctas = ctas_per_split(p);
     w.kv_tiles = core::num_tiles(p.seqlen_k, tile.tile_n);
     w.rows = std::int64_t(p.heads_q) * p.total_q;
     w.dim_v = p.dim_v;
@@ -120,10 +124,11 @@ bool preferred(const core::AttnParams& p) {
     if (packed_rows(p) > kMaxPackedRows || !decode_tile_for(p.dim_qk, p.dim_v, tile) ||
         !check_sparse_tiles(p, tile).ok() || !device_limits(d).ok())
         return false;
-    // Measured on the H200 in two runs (bench/NOTES.md v6): the unsplit kernels win while their grid of one CTA
-    // per (sequence, KV head) covers a quarter of the SMs (B8 x 8 KV heads: 212 against 410 us; B32 x 4:
-    // 78 against 237 us); below that the split kernel does (B1 x 4: 167 against 800 us).
-    if (std::int64_t(p.batch) * (unpacked(p) ? p.heads_q : p.heads_kv) * m_tiles_of(p) >= d.sms / 4) return false;
+    // Measured on the H200 in two runs (bench/NOTES.md v6): the unsplit kernels win while the grid of
+    // one split (a CTA per q-tile, KV head and sequence) covers a quarter of the SMs (B8 x 8 KV heads:
+    // 212 against 410 us; B32 x 4: 78 against 237 us); below that the split kernel does (B1 x 4: 167
+    // against 800 us).
+    if (ctas_per_split(p) >= d.sms / 4) return false;
     return heuristic_splits(p, tile, d) > 1;
 }
 
