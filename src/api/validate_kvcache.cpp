@@ -120,6 +120,7 @@ Status fill_kvcache_params(const KvCacheArgs& a, core::AttnParams& p) {
         c.page_table = static_cast<const std::int32_t*>(a.page_table.data);
         c.page_table_stride = a.page_table.stride[0];
         c.page_size = rows;
+        c.num_pages = a.k_cache.shape[0];
     }
     c.new_rows = new_rows;
     if (new_rows > 0) {

@@ -36,7 +36,11 @@ private:
     void* ptr_ = nullptr;
 };
 
-// Device time between start() and stop() on the default stream, from CUDA events.
+// Device time between start() and stop() on the default stream, from CUDA events. Like
+// triton.testing.do_bench, which times the peers (bench/peers.py), start() first clears the L2 with a
+// 256 MB memset: the call then starts cold, and the host enqueues it while the memset runs, so the
+// window holds the call's device time and not the host's launch work (a few µs that a decode step
+// would otherwise count; serving stacks hide them in CUDA graphs).
 class DeviceTimer {
 public:
     DeviceTimer() = default;
@@ -50,6 +54,7 @@ public:
 private:
     void* start_ = nullptr;  // cudaEvent_t
     void* stop_ = nullptr;
+    void* flush_ = nullptr;  // the memset's buffer
 };
 
 }  // namespace ccattn::cli

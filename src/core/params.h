@@ -42,6 +42,7 @@ struct KvCache {
     const std::int32_t* page_table = nullptr;  // [batch, max_pages]; null: one contiguous cache per sequence
     std::int64_t page_table_stride = 0;
     std::int64_t page_size = 0;
+    std::int64_t num_pages = 0;                // pages of the paged cache (its dimension 0)
     const std::int32_t* query_pos = nullptr;   // [batch]: absolute position of query 0 (adds to delta); may be null
     std::int64_t new_rows = 0;                 // rows of k_new / v_new per sequence
     const void* k_new = nullptr;

@@ -5,8 +5,8 @@
 //                           sm90 backward reads the built-in band only so far), else sm80
 //   compute capability >= 8.0: sm80 kernels (mma.sync)
 //   below 8.0: unsupported
-// Before both: the split-KV decode (src/decode) for forwards with few query rows per KV head whose grid
-// would leave SMs idle (decode::preferred), and for every kv-cache call.
+// Before both: the split-KV decode (src/decode) for forwards whose grid would leave SMs idle
+// (decode::preferred), and for every kv-cache call; on Hopper it runs the sm90 forward's split mode.
 // CCATTN_KERNELS=sm80 in the environment keeps Hopper on the sm80 kernels (to compare the two).
 #include <cstdint>
 #include <cstdlib>
@@ -175,13 +175,15 @@ Status check_split_sparse_tiles(const core::AttnParams& p) {
 }
 
 Status forward(const core::AttnParams& p) {
-    auto sm90_supports = [](const core::AttnParams& q) { return !decode::preferred(q) && sm90::supports(q); };
-    auto portable = [](const core::AttnParams& q) {
-        if (!decode::preferred(q)) return sm80::forward(q);
-        const Status s = check_split_sparse_tiles(q);
-        return s.ok() ? decode::forward(q) : s;
+    auto hopper = [](const core::AttnParams& q) {
+        return decode::preferred(q, true) ? decode::forward(q, true) : sm90::forward(q);
     };
-    return dispatch(p, false, sm90_supports, sm90::forward, portable);
+    auto portable = [](const core::AttnParams& q) {
+        if (!decode::preferred(q, false)) return sm80::forward(q);
+        const Status s = check_split_sparse_tiles(q);
+        return s.ok() ? decode::forward(q, false) : s;
+    };
+    return dispatch(p, false, sm90::supports, hopper, portable);
 }
 
 // The appended rows are 16-byte aligned like the cache's; everything else as a forward.
@@ -202,7 +204,7 @@ Status forward_kvcache(const core::AttnParams& p) {
     int cc = 0;
     if (!(s = compute_capability(cc)).ok()) return s;
     if (cc < 80) return below_sm80(cc);
-    return decode::forward(p);
+    return decode::forward(p, use_sm90(cc) && sm90::supports(p));
 }
 Status backward(const core::AttnParams& p) {
     auto sm90_runs = [](const core::AttnParams& q) {

@@ -15,39 +15,61 @@ namespace ccattn::decode {
 
 constexpr int kCombineRows = 4;  // one warp per output row
 constexpr int kCombineMaxDim = 256;
+constexpr int kCombineMaxSplits = 256;  // what a caller may force (num_splits)
 
+// Latency, not bandwidth, bounds it (a decode step merges 64 rows of ~32 splits): the lanes read the
+// splits' lse at once, the weights go through shared memory, and the partial rows are read several
+// splits at a time, so a row costs a few memory round trips rather than two per split.
 template <class Element>
 __global__ void __launch_bounds__(32 * kCombineRows) combine_kernel(const __grid_constant__ core::AttnParams p,
                                                                     const SplitWork w) {
     constexpr int kSteps = kCombineMaxDim / 128;  // float4 columns of a lane
-    const int lane = threadIdx.x % 32, h = blockIdx.y, b = blockIdx.z;
-    const std::int64_t i = std::int64_t(blockIdx.x) * kCombineRows + threadIdx.x / 32;
+    constexpr int kPerLane = kCombineMaxSplits / 32;
+    __shared__ float weights[kCombineRows][kCombineMaxSplits];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, h = blockIdx.y, b = blockIdx.z;
+    const std::int64_t i = std::int64_t(blockIdx.x) * kCombineRows + warp;
     const core::Sequence seq = core::sequence(p, b);
     if (i >= seq.seqlen_q) return;
     const std::int64_t g = global_row(p, b, seq, i);
 
+    float l[kPerLane];
     float m = -INFINITY;
     bool nan = false;
-    for (int s = 0; s < w.splits; ++s) {
-        const float l = w.lse_partial[w.index(p, s, h, g)];
-        nan = nan || l != l;
-        m = fmaxf(m, l);
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+        const int s = k * 32 + lane;
+        l[k] = s < w.splits ? w.lse_partial[w.index(p, s, h, g)] : -INFINITY;
+        nan = nan || l[k] != l[k];
+        m = fmaxf(m, l[k]);
     }
+#pragma unroll
+    for (int d = 16; d > 0; d /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, d));
+    nan = __any_sync(0xffffffffu, nan);
+    const bool empty = !nan && m == -INFINITY;
     float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+        const int s = k * 32 + lane;
+        const float weight = nan || empty || l[k] == -INFINITY ? 0.f : expf(l[k] - m);  // a split that saw no key: none
+        sum += weight;
+        if (s < w.splits) weights[warp][s] = weight;
+    }
+#pragma unroll
+    for (int d = 16; d > 0; d /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, d);
+    __syncwarp();
+
     float4 acc[kSteps];
     for (int c = 0; c < kSteps; ++c) acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (!nan && m != -INFINITY) {
-        for (int s = 0; s < w.splits; ++s) {
-            const std::int64_t at = w.index(p, s, h, g);
-            const float l = w.lse_partial[at];
-            if (l == -INFINITY) continue;
-            const float weight = expf(l - m);
-            sum += weight;
-            const float* o = w.o_partial + at * p.dim_v;
-            for (int c = 0; c < kSteps; ++c) {
-                const int col = lane * 4 + c * 128;
-                if (col >= p.dim_v) break;
-                const float4 x = *reinterpret_cast<const float4*>(o + col);
+#pragma unroll 4
+    for (int s = 0; s < w.splits; ++s) {
+        const float weight = weights[warp][s];
+        const float* o = w.o_partial + w.index(p, s, h, g) * p.dim_v;
+#pragma unroll
+        for (int c = 0; c < kSteps; ++c) {
+            const int col = lane * 4 + c * 128;
+            if (col >= p.dim_v) break;
+            const float4 x = *reinterpret_cast<const float4*>(o + col);  // finite where weight > 0; 0 * NaN never summed
+            if (weight > 0.f) {
                 acc[c].x += weight * x.x;
                 acc[c].y += weight * x.y;
                 acc[c].z += weight * x.z;
@@ -55,7 +77,6 @@ __global__ void __launch_bounds__(32 * kCombineRows) combine_kernel(const __grid
             }
         }
     }
-    const bool empty = !nan && m == -INFINITY;
     const float inv = nan ? NAN : (empty ? 0.f : 1.f / sum);
     Element* out = static_cast<Element*>(p.out) + core::offset(p.out_strides, b, seq.row_q, i, h);
     for (int c = 0; c < kSteps; ++c) {

@@ -1,7 +1,9 @@
 // The split-KV decode driver: append, split kernel, combine, on p.stream with no host synchronization
 // (the workspace comes from cudaMallocAsync / cudaFreeAsync, which CUDA graphs capture as memory nodes).
-// The one runtime -> compile-time dispatch of the split kernel (head dims, then dtype); the kernels are
-// instantiated in instantiations/split_<Dqk>_<Dv>.cu.
+// Two split kernels: on Hopper the sm90 forward in its split mode (TMA, wgmma: the copy rate of the
+// unsplit forward on wide grids), elsewhere the portable one of split_kernel.h, whose runtime ->
+// compile-time dispatch (head dims, then dtype) is here; it is instantiated in
+// instantiations/split_<Dqk>_<Dv>.cu.
 #include <cuda_runtime.h>
 #include <cutlass/numeric_types.h>
 
@@ -17,6 +19,7 @@
 #include "decode/split_work.h"
 #include "decode/splits.h"
 #include "decode/tiles.h"
+#include "sm90/sm90.h"
 
 namespace ccattn::decode {
 namespace {
@@ -76,6 +79,22 @@ Status check_sparse_tiles(const core::AttnParams& p, const DecodeTile& tile) {
     return Status::success();
 }
 
+// The heuristic's split count for the sm90 forward: a persistent grid of one CTA per SM over its
+// (q-tile, head slot, sequence) work tiles.
+int heuristic_splits_sm90(const core::AttnParams& p, const DeviceLimits& d) {
+    std::int64_t tile_m = 0, tile_n = 0;
+    if (!sm90::forward_tile_for(p.dim_qk, p.dim_v, tile_m, tile_n)) return 1;
+    SplitProblem w;
+    w.ctas = core::num_tiles(packed_rows(p), tile_m) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
+    w.kv_tiles = core::num_tiles(p.seqlen_k, tile_n);
+    w.rows = std::int64_t(p.heads_q) * p.total_q;
+    w.dim_v = p.dim_v;
+    w.sms = d.sms;
+    w.ctas_per_sm = 1;
+    w.l2_bytes = d.l2_bytes;
+    return choose_splits(w);
+}
+
 // The heuristic's split count for p (head dims supported).
 int heuristic_splits(const core::AttnParams& p, const DecodeTile& tile, const DeviceLimits& d) {
     SplitProblem w;
@@ -108,17 +127,21 @@ Status launch_combine(const core::AttnParams& p, const SplitWork& w) {
     return cuda::cuda_status(cudaGetLastError(), "split-KV combine launch");
 }
 
-Status split_and_combine(const core::AttnParams& p, const SplitWork& w) {
+Status split_and_combine(const core::AttnParams& p, const SplitWork& w, bool hopper) {
     const bool bf16 = p.dtype == DType::bf16;
-    Status s = bf16 ? launch_split<DType::bf16>(p, w) : launch_split<DType::fp16>(p, w);
+    Status s = hopper ? sm90::forward_split(p, w) : bf16 ? launch_split<DType::bf16>(p, w) : launch_split<DType::fp16>(p, w);
     if (!s.ok()) return s;
     return bf16 ? launch_combine<cutlass::bfloat16_t>(p, w) : launch_combine<cutlass::half_t>(p, w);
 }
 
 }  // namespace
 
-bool preferred(const core::AttnParams& p) {
+bool preferred(const core::AttnParams& p, bool hopper) {
     if (p.num_splits != 0) return p.num_splits > 1;
+    if (hopper) {
+        DeviceLimits d;
+        return device_limits(d).ok() && heuristic_splits_sm90(p, d) > 1;
+    }
     DecodeTile tile;
     DeviceLimits d;
     if (packed_rows(p) > kMaxPackedRows || !decode_tile_for(p.dim_qk, p.dim_v, tile) ||
@@ -132,11 +155,11 @@ bool preferred(const core::AttnParams& p) {
     return heuristic_splits(p, tile, d) > 1;
 }
 
-Status forward(const core::AttnParams& p) {
+Status forward(const core::AttnParams& p, bool hopper) {
     DecodeTile tile;
     if (!decode_tile_for(p.dim_qk, p.dim_v, tile))
         return Status::unsupported("q", "head dims " + std::to_string(p.dim_qk) + "/" + std::to_string(p.dim_v));
-    Status s = check_sparse_tiles(p, tile);
+    Status s = hopper ? Status::success() : check_sparse_tiles(p, tile);
     if (!s.ok()) return s;
     if (p.batch > 65535) return Status::unsupported("q", "batch larger than 65535");
     if (p.heads_q > 65535) return Status::unsupported("q", "more than 65535 heads");
@@ -154,8 +177,9 @@ Status forward(const core::AttnParams& p) {
     } else {
         DeviceLimits d;
         if (!(s = device_limits(d)).ok()) return s;
-        w.splits = heuristic_splits(p, tile, d);
+        w.splits = hopper ? heuristic_splits_sm90(p, d) : heuristic_splits(p, tile, d);
     }
+    if (hopper && w.splits == 1) return sm90::forward(p);  // no partial results to combine
     if (m_tiles_of(p) * w.splits > (std::int64_t(1) << 31) - 1)
         return Status::unsupported("q", "too many query rows for one split-KV launch");
     const std::int64_t rows = std::int64_t(p.heads_q) * p.total_q * w.splits;
@@ -169,7 +193,7 @@ Status forward(const core::AttnParams& p) {
         return s;
     w.o_partial = static_cast<float*>(workspace);
     w.lse_partial = w.o_partial + rows * p.dim_v;
-    s = split_and_combine(p, w);
+    s = split_and_combine(p, w, hopper);
     const Status freed = cuda::cuda_status(cudaFreeAsync(workspace, stream), "cudaFreeAsync of the split-KV workspace");
     return s.ok() ? freed : s;
 }

@@ -80,12 +80,13 @@ struct Consumer {
             if (releaser) pipeline_v.consumer_release(read_v);
             ++read_v;
         };
-        // Rows with a visible key: the band's rows with lo < hi (mask_mod is the band per element);
-        // block-sparse rows learn it from the tiles they visit.
+        // Rows with a visible key among this work tile's kv tiles (all of the row's keys, unless split):
+        // the band's (mask_mod is the band per element); block-sparse rows learn it from the tiles they visit.
         const bool sparse = info.partial != nullptr;
         bool seen[kRows];
         CUTE_UNROLL
-        for (int m = 0; m < kRows; ++m) seen[m] = !sparse && mask.sees_keys(m, 0, info.seqlen_k, thread_in_group);
+        for (int m = 0; m < kRows; ++m)
+            seen[m] = !sparse && mask.sees_keys(m, info.key_begin(), info.key_end(), thread_in_group);
         // Masked steps may leave whole rows at -inf, unmasked ones never do.
         auto softmax_step = [&](KvStep step, auto first) {
             constexpr bool kFirst = decltype(first)::value;
@@ -103,41 +104,88 @@ struct Consumer {
             }
         };
 
+        // V of kv tile n has landed: rows past the keys that may hold anything become zeros (P is 0
+        // there, but 0 * NaN is not).
+        auto wait_v = [&](int n) {
+            pipeline_v.consumer_wait(read_v);
+            if (params.zero_v_tail && (n + 1) * kBlockN > info.seqlen_k)
+                zero_keys_from(sV(_, _, read_v.index()), info.seqlen_k - n * kBlockN, wg, thread_in_group);
+        };
+
         clear(tOrO);
         pipeline_k.consumer_wait(read_k);
         issue_qk();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         release_k();
-        softmax_step(info.step(0), cute::true_type{});
+        KvStep previous = info.step(0);
+        softmax_step(previous, cute::true_type{});
         convert_fragment(tSrS, tOrP);
 
         for (int step = 1; step < info.num_steps; ++step) {
+            const KvStep current = info.step(step);
             pipeline_k.consumer_wait(read_k);
             if constexpr (Traits::kPingPong) take_turn(wg);
             issue_qk();
-            pipeline_v.consumer_wait(read_v);
+            wait_v(previous.n);
             issue_pv();
             if constexpr (Traits::kPingPong) pass_turn(wg, Traits::kConsumerWarpGroups);
             warpgroup_wait<1>();  // S of this step is ready, PV of the previous one may still run
             warpgroup_fence_operand(tSrS);
             release_k();
-            softmax_step(info.step(step), cute::false_type{});
+            softmax_step(current, cute::false_type{});
             warpgroup_wait<0>();
             warpgroup_fence_operand(tOrO);
             warpgroup_fence_operand(tOrP);
             release_v();
             scale_rows(rowcol_view(tOrO), o_scale);
             convert_fragment(tSrS, tOrP);
+            previous = current;
         }
 
-        pipeline_v.consumer_wait(read_v);
+        wait_v(previous.n);
         issue_pv();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         release_v();
         softmax.finalize(o_scale, lse, seen);
         scale_rows(rowcol_view(tOrO), o_scale);
+    }
+
+    // A warp group whose 64 rows all lie past the sequence (decode: G packed rows of 128; the last
+    // q-tile) computes nothing: it follows the stages, and the turns of ping-pong, so that the
+    // pipelines' release counts and the other group's turns stay as in run().
+    CUTE_DEVICE static void skip(const WorkInfo<kBlockM, kBlockN>& info, int wg, int thread_in_group, Pipeline& pipeline_k,
+                                 Pipeline& pipeline_v, PipelineState& read_k, PipelineState& read_v) {
+        const bool releaser = thread_in_group == 0;
+        auto pass = [&](Pipeline& pipeline, PipelineState& state) {
+            pipeline.consumer_wait(state);  // released in order: never ahead of the other group's phase
+            if (releaser) pipeline.consumer_release(state);
+            ++state;
+        };
+        pass(pipeline_k, read_k);
+        for (int step = 1; step < info.num_steps; ++step) {
+            if constexpr (Traits::kPingPong) take_turn(wg);
+            pass(pipeline_k, read_k);
+            pass(pipeline_v, read_v);
+            if constexpr (Traits::kPingPong) pass_turn(wg, Traits::kConsumerWarpGroups);
+        }
+        pass(pipeline_v, read_v);
+    }
+
+  private:
+    // Zeros keys [first, kBlockN) of a V stage (Dv, kBlockN), 16 bytes at a time (8 consecutive head-dim
+    // elements stay contiguous under the swizzle), then hands them to the async proxy that wgmma reads
+    // through. Both consumer groups may zero the same stage: they write the same zeros.
+    template <class StageV>
+    CUTE_DEVICE static void zero_keys_from(StageV&& sv, int first, int wg, int thread_in_group) {
+        constexpr int kChunks = Traits::kDimV / 8;
+        for (int c = thread_in_group; c < (kBlockN - first) * kChunks; c += Traits::kWarpGroupThreads) {
+            const int key = first + c / kChunks, d = c % kChunks * 8;
+            *reinterpret_cast<uint4*>(&sv(d, key)) = make_uint4(0, 0, 0, 0);
+        }
+        cutlass::arch::fence_view_async_shared();
+        warp_group_sync(wg);
     }
 };
 

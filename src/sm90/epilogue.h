@@ -1,7 +1,8 @@
 // The epilogue of one consumer warp group: its 64 packed output rows go through its shared-memory
 // slice (stmatrix, swizzled) and leave as 16-byte stores, one row at a time to its own (query,
 // head) address; lse is written by the first thread of each row's quad. Rows past the sequence
-// are never written.
+// are never written. Split-KV work tiles write fp32 rows and lse straight from the accumulators into
+// the split's partial results instead (decode/split_work.h), which the combine kernel merges.
 #pragma once
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <cute/tensor.hpp>
 
 #include "core/params.h"
+#include "decode/split_work.h"
 #include "sm90/consumer.h"
 #include "sm90/named_barriers.h"
 #include "sm90/work_tile.h"
@@ -47,6 +49,13 @@ struct Epilogue {
         return p.lse + core::lse_offset(p, batch, info.seq.row_q, info.query_of(tile_row), info.head_of(tile_row));
     }
 
+    // The partial-result index (decode::SplitWork::index) of tile row `tile_row`.
+    CUTE_DEVICE static std::int64_t partial_row(const core::AttnParams& p, const decode::SplitWork& w,
+                                                const WorkInfo<kBlockM, kBlockN>& info, WorkTile work, int tile_row) {
+        return w.index(p, work.split, info.head_of(tile_row),
+                       decode::global_row(p, work.batch, info.seq, info.query_of(tile_row)));
+    }
+
     template <class FragO>
     CUTE_DEVICE static void store(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info, int batch,
                                   typename Traits::SharedStorage& smem, int wg, int thread_in_group,
@@ -79,6 +88,45 @@ struct Epilogue {
             }
         }
         warp_group_sync(wg);  // the slice is the next tile's Q buffer
+    }
+
+    // Split-KV: row r of the slice, normalized within the split, to its partial row of `split`.
+    template <class FragO>
+    CUTE_DEVICE static void store_split(const core::AttnParams& p, const decode::SplitWork& w,
+                                        const WorkInfo<kBlockM, kBlockN>& info, WorkTile work, int wg, int thread_in_group,
+                                        FragO const& tOrO, const float (&lse)[kFragRows]) {
+        const int slice_row0 = wg * kRows;
+        const std::int64_t rows = valid_rows(info, slice_row0);
+        auto o = rowcol_view(tOrO);  // (kFragRows, cols): column pairs adjacent
+        auto coord = rowcol_view(typename Traits::TiledMmaPV{}.get_thread_slice(thread_in_group).partition_C(
+            make_identity_tensor(Shape<Int<kRows>, Int<Traits::kDimV>>{})));
+        CUTE_UNROLL
+        for (int m = 0; m < kFragRows; ++m) {
+            const int r = get<0>(coord(m, 0));
+            if (r >= rows) continue;
+            const std::int64_t at = partial_row(p, w, info, work, slice_row0 + r);
+            float* dst = w.o_partial + at * Traits::kDimV;
+            CUTE_UNROLL
+            for (int n = 0; n < size<1>(o); n += 2)
+                *reinterpret_cast<float2*>(dst + get<1>(coord(m, n))) = make_float2(o(m, n), o(m, n + 1));
+            if (get<1>(coord(0, 0)) == 0) w.lse_partial[at] = lse[m];
+        }
+    }
+
+    // Split-KV: a split that saw no key of the slice's rows (lse -inf: the combine gives it no weight).
+    CUTE_DEVICE static void store_split_empty(const core::AttnParams& p, const decode::SplitWork& w,
+                                              const WorkInfo<kBlockM, kBlockN>& info, WorkTile work, int wg,
+                                              int thread_in_group) {
+        const int slice_row0 = wg * kRows;
+        const std::int64_t rows = valid_rows(info, slice_row0);
+        constexpr int kVectors = Traits::kDimV / 4;
+        for (int c = thread_in_group; c < kRows * kVectors; c += 128) {
+            const int r = c / kVectors;
+            if (r >= rows) break;
+            const std::int64_t at = partial_row(p, w, info, work, slice_row0 + r);
+            reinterpret_cast<float4*>(w.o_partial + at * Traits::kDimV)[c % kVectors] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (c % kVectors == 0) w.lse_partial[at] = -INFINITY;
+        }
     }
 
     // A work tile with no visible key: out = 0, lse = -inf for every row of the slice.

@@ -7,6 +7,7 @@
 
 #include "sm90/kernel_traits.h"
 #include "sm90/launch.h"
+#include "sm90/paged_kv.h"
 #include "sm90/sm90.h"
 #include "sm90/tile_sizes.h"
 
@@ -54,6 +55,9 @@ Status unsupported_reason(const core::AttnParams& p) {
     if (!layout_ok(p, p.k, p.k_strides, true)) return Status::unsupported("k", kAlign);
     if (!layout_ok(p, p.v, p.v_strides, true)) return Status::unsupported("v", kAlign);
     if (!layout_ok(p, p.out, p.out_strides, false)) return Status::unsupported("out", kAlign);
+    if (p.cache.page_table != nullptr &&
+        (!page_map_ok(p, p.k, p.k_strides, p.dim_qk) || !page_map_ok(p, p.v, p.v_strides, p.dim_v)))
+        return Status::unsupported("k_cache", "the sm90 kernel needs pages of 16-row multiples, 16-byte strides");
     // TMA coordinates are 32-bit: every key row, plus one tile of overhang, must have one.
     constexpr std::int64_t kMaxRows = (std::int64_t(1) << 31) - 1024;
     if (p.total_k > kMaxRows || p.seqlen_k > kMaxRows)
@@ -72,26 +76,29 @@ bool forward_tile_for(int dim_qk, int dim_v, std::int64_t& tile_m, std::int64_t&
     return t.block_m > 0;
 }
 
-Status forward(const core::AttnParams& p) {
-    Status s = unsupported_reason(p);
-    if (!s.ok()) return s;
-    using bf16 = cutlass::bfloat16_t;
-    using fp16 = cutlass::half_t;
-    const bool is_bf16 = p.dtype == DType::bf16;
+namespace {
+
+template <class Element>
+Status launch_for_dims(const core::AttnParams& p, const decode::SplitWork* split) {
     switch (p.dim_qk * 1000 + p.dim_v) {
-        case 64064:
-            return is_bf16 ? launch_forward<KernelTraits<bf16, 64, 64>>(p) : launch_forward<KernelTraits<fp16, 64, 64>>(p);
-        case 128128:
-            return is_bf16 ? launch_forward<KernelTraits<bf16, 128, 128>>(p)
-                           : launch_forward<KernelTraits<fp16, 128, 128>>(p);
-        case 192128:
-            return is_bf16 ? launch_forward<KernelTraits<bf16, 192, 128>>(p)
-                           : launch_forward<KernelTraits<fp16, 192, 128>>(p);
-        case 256256:
-            return is_bf16 ? launch_forward<KernelTraits<bf16, 256, 256>>(p)
-                           : launch_forward<KernelTraits<fp16, 256, 256>>(p);
+        case 64064: return launch_forward<KernelTraits<Element, 64, 64>>(p, split);
+        case 128128: return launch_forward<KernelTraits<Element, 128, 128>>(p, split);
+        case 192128: return launch_forward<KernelTraits<Element, 192, 128>>(p, split);
+        case 256256: return launch_forward<KernelTraits<Element, 256, 256>>(p, split);
     }
     return {Code::internal, "q", "sm90 tile table and dispatch disagree"};
 }
+
+Status launch(const core::AttnParams& p, const decode::SplitWork* split) {
+    Status s = unsupported_reason(p);
+    if (!s.ok()) return s;
+    return p.dtype == DType::bf16 ? launch_for_dims<cutlass::bfloat16_t>(p, split) : launch_for_dims<cutlass::half_t>(p, split);
+}
+
+}  // namespace
+
+Status forward(const core::AttnParams& p) { return launch(p, nullptr); }
+
+Status forward_split(const core::AttnParams& p, const decode::SplitWork& w) { return launch(p, &w); }
 
 }  // namespace ccattn::sm90

@@ -1,6 +1,7 @@
 // The Hopper forward kernel: a persistent grid of warp-specialized CTAs. Warp group 0 is the
 // producer (TMA loads of K and V), warp groups 1.. are consumers (64 packed query rows each:
-// Q gather, wgmma mainloop, epilogue). Both roles walk the same work tiles in the same order.
+// Q gather, wgmma mainloop, epilogue). Both roles walk the same work tiles in the same order; with
+// split-KV a work tile is one split of a q-tile's kv steps and its rows go to the partial results.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -39,8 +40,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
     const WarpGroupRole role = warp_group == 0 ? WarpGroupRole::producer : WarpGroupRole::consumer;
 
     if (threadIdx.x == 0) {
-        prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
-        prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
+        if (params.paged) {
+            prefetch_tma_descriptor(&params.page_k);
+            prefetch_tma_descriptor(&params.page_v);
+        } else {
+            prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
+            prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
+        }
     }
 
     // Full barriers: one arrival (the issuing thread's expect_tx) plus the TMA bytes. Empty
@@ -65,7 +71,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         PipelineState write_v = cutlass::make_producer_start_state<Pipeline>();
         for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
             const WorkTile work = scheduler.tile(w);
-            const Info info(params.attn, work);
+            const Info info(params.attn, work, scheduler.splits);
             if (info.num_steps > 0)
                 Producer<Traits>::load(params, info, work, smem, pipeline_k, pipeline_v, write_k, write_v);
         }
@@ -84,10 +90,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         }
         for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
             const WorkTile work = scheduler.tile(w);
-            const Info info(params.attn, work);
+            const Info info(params.attn, work, scheduler.splits);
             if (!info.in_sequence) continue;
+            const bool split = scheduler.splits > 1;
             if (info.num_steps == 0) {
-                Epilogue::store_empty(params.attn, info, work.batch, wg, thread_in_group);
+                if (split) Epilogue::store_split_empty(params.attn, params.split, info, work, wg, thread_in_group);
+                else Epilogue::store_empty(params.attn, info, work.batch, wg, thread_in_group);
+                continue;
+            }
+            if (Epilogue::valid_rows(info, slice_row0) <= 0) {
+                Consumer::skip(info, wg, thread_in_group, pipeline_k, pipeline_v, read_k, read_v);
                 continue;
             }
             mask.set_rows(core::sequence_band(params.attn, work.batch, info.seq), info, slice_row0, thread_in_group);
@@ -96,7 +108,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
             float lse[Consumer::kRows];
             Consumer::run(params, info, mask, smem, wg, thread_in_group, pipeline_k, pipeline_v, read_k, read_v,
                           tOrO, lse);
-            Epilogue::store(params.attn, info, work.batch, smem, wg, thread_in_group, tOrO, lse);
+            if (split) Epilogue::store_split(params.attn, params.split, info, work, wg, thread_in_group, tOrO, lse);
+            else Epilogue::store(params.attn, info, work.batch, smem, wg, thread_in_group, tOrO, lse);
         }
     }
 #elif defined(__CUDA_ARCH__)

@@ -1,5 +1,5 @@
-// Host side of one Hopper forward instantiation: encodes the K and V tensor maps, sizes the
-// persistent grid and launches forward_kernel. Included only by the instantiation files.
+// Host side of one Hopper forward instantiation: encodes the K and V tensor maps (a paged cache's
+// too), sizes the persistent grid and launches forward_kernel. Included only by the instantiation files.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include "sm90/forward_kernel.h"
 #include "sm90/kernel_params.h"
 #include "sm90/launch.h"
+#include "sm90/paged_kv.h"
 
 namespace ccattn::sm90 {
 
@@ -20,12 +21,21 @@ inline Status cuda_status(cudaError_t e, const char* what) {
 }
 
 template <class Traits>
-Status launch_forward(const core::AttnParams& p) {
+Status launch_forward(const core::AttnParams& p, const decode::SplitWork* split) {
     using namespace cute;
     using Element = typename Traits::Element;
     KernelParams<Traits> kp;
     kp.attn = p;
-    kp.scheduler = TileScheduler::make(p, Traits::kBlockM);
+    kp.scheduler = TileScheduler::make(p, Traits::kBlockM, split != nullptr ? split->splits : 1);
+    if (split != nullptr) kp.split = *split;
+    kp.zero_v_tail = p.cache.seqlens != nullptr;
+    if (p.cache.page_table != nullptr) {
+        kp.paged = true;
+        kp.page_chunk_rows = page_chunk_rows(p.cache.page_size, Traits::kBlockN);
+        if (!encode_page_map(kp.page_k, p, p.k, p.k_strides, Traits::kDimQK, kp.page_chunk_rows) ||
+            !encode_page_map(kp.page_v, p, p.v, p.v_strides, Traits::kDimV, kp.page_chunk_rows))
+            return Status::unsupported("k_cache", "the sm90 kernel cannot address this paged cache by TMA");
+    }
     const std::int64_t tiles = kp.scheduler.num_tiles();
     if (tiles == 0) return Status::success();  // no query rows: nothing to write
 

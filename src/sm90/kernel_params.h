@@ -1,8 +1,12 @@
-// The Hopper forward kernel's parameters: the validated call, the work order, and the TMA
-// descriptors of K and V (encoded on the host, passed as a __grid_constant__ parameter).
+// The Hopper forward kernel's parameters: the validated call, the work order, the TMA descriptors
+// of K and V (encoded on the host, passed as a __grid_constant__ parameter) and, for split-KV, where
+// the splits' partial results go.
 #pragma once
 
+#include <cuda.h>
+
 #include "core/params.h"
+#include "decode/split_work.h"
 #include "sm90/tile_scheduler.h"
 
 namespace ccattn::sm90 {
@@ -15,6 +19,15 @@ struct KernelParams {
     typename Traits::TmaV tma_v;
     typename Traits::ShapeKV shape_k;   // (rows, Dqk, kv heads, batch)
     typename Traits::ShapeKV shape_vt;  // (Dv, rows, kv heads, batch)
+    // A paged cache (attn.cache.page_table): K and V through these maps instead (paged_kv.h).
+    CUtensorMap page_k, page_v;
+    bool paged = false;
+    int page_chunk_rows = 0;  // rows per box (paged_kv.h)
+    // Rows of a kv-cache call past a sequence's keys hold anything (NaN too); TMA zero-fills only
+    // outside the tensor, so the consumers zero them in V before P V reads them.
+    bool zero_v_tail = false;
+    // Split-KV (scheduler.splits > 1): fp32 partial outputs and lse instead of out / lse.
+    decode::SplitWork split;
 };
 
 }  // namespace ccattn::sm90

@@ -1,12 +1,14 @@
 // The producer of the Hopper forward: one thread issues the TMA loads of K and V tiles into the
 // two kStages-deep pipelines, in the order the consumers use them: K of step 0, then for each
 // later step K of that step and V of the one before, then V of the last step (QKᵀ of step s runs
-// before PV of step s - 1 in the consumers, see consumer.h).
+// before PV of step s - 1 in the consumers, see consumer.h). A paged cache's tiles are gathered page
+// chunk by page chunk (paged_kv.h).
 #pragma once
 
 #include <cute/tensor.hpp>
 
 #include "sm90/kernel_params.h"
+#include "sm90/paged_kv.h"
 #include "sm90/work_tile.h"
 
 namespace ccattn::sm90 {
@@ -16,6 +18,7 @@ using cute::Tensor;  // not ccattn::Tensor (the public view type)
 
 template <class Traits>
 struct Producer {
+    using Element = typename Traits::Element;
     using Pipeline = typename Traits::Pipeline;
     using PipelineState = typename Traits::PipelineState;
     static constexpr int kBlockM = Traits::kBlockM;
@@ -44,25 +47,40 @@ struct Producer {
         Tensor tVgV = get<0>(v_views);  // (TMA, n)
         Tensor tVsV = get<1>(v_views);  // (TMA, stage)
 
+        // A paged cache: the pages of the K tile about to load, and of the V tile (the K before it).
+        TilePages<kBlockN> pages_k, pages_v;
+        // One stage of K or V (kDim columns): through the page table, or one tile of the tensor map.
+        auto load = [&](auto dim, Pipeline& pipeline, PipelineState& state, const TilePages<kBlockN>& pages,
+                        const CUtensorMap& page_map, Element* buffer, const auto& tma, const auto& src, const auto& dst,
+                        int n) {
+            constexpr int kDim = decltype(dim)::value;
+            pipeline.producer_acquire(state);
+            auto* barrier = pipeline.producer_get_barrier(state);
+            if (params.paged)
+                pages.template load<kDim>(page_map, barrier, buffer + state.index() * kBlockN * kDim, params.attn,
+                                          params.page_chunk_rows, n, info.kv_head);
+            else
+                copy(tma.with(*barrier), src(_, n), dst(_, state.index()));
+            ++state;
+        };
         auto load_k = [&](int n) {
-            pipeline_k.producer_acquire(write_k);
-            copy(params.tma_k.with(*pipeline_k.producer_get_barrier(write_k)), tKgK(_, n), tKsK(_, write_k.index()));
-            ++write_k;
+            if (params.paged) pages_k.look_up(params.attn, params.page_chunk_rows, work.batch, n, info.seqlen_k);
+            load(Int<Traits::kDimQK>{}, pipeline_k, write_k, pages_k, params.page_k, smem.k.data(), params.tma_k, tKgK, tKsK, n);
         };
         auto load_v = [&](int n) {
-            pipeline_v.producer_acquire(write_v);
-            copy(params.tma_v.with(*pipeline_v.producer_get_barrier(write_v)), tVgV(_, n), tVsV(_, write_v.index()));
-            ++write_v;
+            load(Int<Traits::kDimV>{}, pipeline_v, write_v, pages_v, params.page_v, smem.v.data(), params.tma_v, tVgV, tVsV, n);
         };
 
         int previous = info.step(0).n;
         load_k(previous);
         for (int s = 1; s < info.num_steps; ++s) {
             const int n = info.step(s).n;
+            pages_v = pages_k;
             load_k(n);
             load_v(previous);
             previous = n;
         }
+        pages_v = pages_k;
         load_v(previous);
     }
 };

@@ -6,6 +6,7 @@
 
 #include "ccattn/status.h"
 #include "core/params.h"
+#include "decode/split_work.h"
 
 namespace ccattn::sm90 {
 
@@ -22,6 +23,10 @@ bool forward_tile_for(int dim_qk, int dim_v, std::int64_t& tile_m, std::int64_t&
 // Launches the forward on p.stream. Returns Code::unsupported when !supports(p), a cuda_error
 // when the launch fails.
 Status forward(const core::AttnParams& p);
+
+// The same kernel split-KV (src/decode drives it): every q-tile's kv steps in w.splits shares, each
+// share's rows (normalized within it) and lse into w's partial results for the combine kernel.
+Status forward_split(const core::AttnParams& p, const decode::SplitWork& w);
 
 // Whether backward(p) runs p on the Hopper backward kernel (head dims 64/64 and 128/128 so far;
 // the dispatch keeps the others on the sm80 backward).

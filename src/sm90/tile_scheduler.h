@@ -6,6 +6,8 @@
 // its (head, batch) pairs one further on: otherwise a CTA would meet only the pairs congruent to c
 // modulo gcd(grid, pairs), e.g. 2 of 6 varlen sequences (24 pairs, 132 CTAs), and the CTAs given
 // the longest sequence would do most of the work.
+// Split-KV (flash-decoding, few work tiles for the SMs): each (q-tile, head, batch) becomes `splits`
+// work tiles, split k taking the k-th equal share of the tile's kv steps (WorkInfo).
 #pragma once
 
 #include <cstdint>
@@ -21,24 +23,27 @@ struct TileScheduler {
     std::int64_t num_m_blocks = 0;
     int heads = 0;  // KV heads (packed GQA rows) or query heads (block-sparse)
     int batch = 0;
+    int splits = 1;
 
-    static TileScheduler make(const core::AttnParams& p, int block_m) {
+    static TileScheduler make(const core::AttnParams& p, int block_m, int splits = 1) {
         TileScheduler s;
         const bool sparse = p.mask_kind == MaskKind::block_sparse;
         const int pack = sparse ? 1 : p.group;
         s.num_m_blocks = core::num_tiles(p.seqlen_q * pack, block_m);
         s.heads = sparse ? p.heads_q : p.heads_kv;
         s.batch = p.batch;
+        s.splits = splits;
         return s;
     }
 
-    CCATTN_HD std::int64_t num_tiles() const { return num_m_blocks * heads * batch; }
+    CCATTN_HD std::int64_t num_tiles() const { return num_m_blocks * heads * batch * splits; }
 
     CCATTN_HD WorkTile tile(std::int64_t w) const {
-        const std::int64_t per_m = std::int64_t(heads) * batch;
+        const std::int64_t per_m = std::int64_t(heads) * batch * splits;
         const std::int64_t level = w / per_m;
         const std::int64_t rest = (w - level * per_m + level) % per_m;
-        return {num_m_blocks - 1 - level, int(rest % heads), int(rest / heads)};
+        const std::int64_t pair = rest / splits;
+        return {num_m_blocks - 1 - level, int(pair % heads), int(pair / heads), int(rest % splits)};
     }
 };
 

@@ -21,8 +21,9 @@ inline constexpr TileSize kTileSizes[] = {
     // 3 consumer warp groups: at d 64 the softmax per key is large next to the matmul, and a third
     // warp group hides it; 128-key tiles as FA3 uses for causal d64.
     {64, 64, 192, 128, 2, true},
-    // FA3's causal / local tile for d128; 160 KB of shared memory.
-    {128, 128, 128, 128, 2, true},
+    // FA3's causal / local tile for d128, three stages deep (224 KB of shared memory): decode streams
+    // K and V at the copy rate only with more bytes in flight than two stages keep.
+    {128, 128, 128, 128, 3, true},
     // DeepSeek-style Dqk 192 / Dv 128: 128 keys still fit (Q 48 KB + K 96 KB + V 64 KB = 208 KB).
     {192, 128, 128, 128, 2, false},
     // d256: FA3's 80 keys needs CuTe's extended wgmma shapes (not enabled in this build); 64 is the

@@ -21,6 +21,7 @@ struct WorkTile {
     std::int64_t m_block = 0;
     int head = 0;
     int batch = 0;
+    int split = 0;  // split-KV: which share of the tile's kv steps (TileScheduler::splits)
 };
 
 // How a kv tile's scores are masked in registers: not at all (full tile), by the band
@@ -41,6 +42,7 @@ struct WorkInfo {
     int head0 = 0;               // query head of packed row 0; row r has head head0 + r % pack
     int kv_head = 0;
     int num_steps = 0;           // 0: nothing visible (or the tile lies past the sequence)
+    int first_step = 0;          // split-KV: this split's steps are [first_step, first_step + num_steps)
     bool in_sequence = false;    // the tile holds at least one row of the sequence
 
     // kv tiles, band and mask_mod: [begin, end) walked from the end, so the diagonal (partial)
@@ -53,7 +55,7 @@ struct WorkInfo {
     int num_partial = 0;
     int seqlen_k = 0;
 
-    CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w) {
+    CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w, int splits = 1) {
         seq = core::sequence(p, w.batch);
         const bool sparse = p.mask_kind == MaskKind::block_sparse;
         pack = sparse ? 1 : p.group;
@@ -72,6 +74,7 @@ struct WorkInfo {
             num_steps = num_partial + fl.count[fc];
             partial = pl.index + w.batch * pl.index_batch_stride + w.head * pl.index_head_stride + w.m_block * pl.index_tile_stride;
             full = fl.index + w.batch * fl.index_batch_stride + w.head * fl.index_head_stride + w.m_block * fl.index_tile_stride;
+            take_split(w.split, splits);
             return;
         }
         // mask_mod: every tile of the sequence, each masked per element by the band fields. The band
@@ -85,9 +88,23 @@ struct WorkInfo {
         full_begin = int(range.full_begin);
         full_end = int(range.full_end);
         num_steps = int(range.count());
+        take_split(w.split, splits);
     }
 
+    // Split k of `splits` keeps the k-th equal contiguous share of the steps (the last may be empty).
+    CCATTN_HD void take_split(int split, int splits) {
+        if (splits <= 1) return;
+        const int chunk = (num_steps + splits - 1) / splits;
+        first_step = int(core::min(num_steps, split * chunk));
+        num_steps = int(core::min(num_steps, first_step + chunk)) - first_step;
+    }
+
+    // Band and mask_mod: the keys [key_begin, key_end) of the kv tiles this work tile visits.
+    CCATTN_HD int key_begin() const { return (tile_end - first_step - num_steps) * kBlockN; }
+    CCATTN_HD int key_end() const { return int(core::min((tile_end - first_step) * kBlockN, seqlen_k)); }
+
     CCATTN_HD KvStep step(int s) const {
+        s += first_step;
         if (partial != nullptr) {
             if (s < num_partial) return {partial[s], Masking::band};
             int n = full[s - num_partial];

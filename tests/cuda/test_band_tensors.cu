@@ -53,14 +53,21 @@ struct EdgeTensors {
 };
 
 // Which forward runs: the backend's dispatch, or one kernel family directly.
-enum class Kernel { dispatch, sm80, sm90, split };
+enum class Kernel { dispatch, sm80, sm90, split, sm90_split };
 const char* kernel_name(Kernel k) {
-    return k == Kernel::dispatch ? "dispatch" : k == Kernel::sm80 ? "sm80" : k == Kernel::sm90 ? "sm90" : "split";
+    return k == Kernel::dispatch ? "dispatch"
+           : k == Kernel::sm80   ? "sm80"
+           : k == Kernel::sm90   ? "sm90"
+           : k == Kernel::split  ? "split"
+                                 : "sm90_split";
 }
 
 std::vector<Kernel> forward_kernels() {
     std::vector<Kernel> k = {Kernel::dispatch, Kernel::sm80, Kernel::split};
-    if (device_is_sm90()) k.push_back(Kernel::sm90);
+    if (device_is_sm90()) {
+        k.push_back(Kernel::sm90);
+        k.push_back(Kernel::sm90_split);
+    }
     return k;
 }
 
@@ -72,8 +79,11 @@ Status run_forward(Kernel k, const AttnTensors& t, const Mask& mask) {
     } else {
         core::AttnParams p;
         if (!(s = api::fill_forward_params(a, host_seqlens(t), p)).ok()) return s;
-        p.num_splits = k == Kernel::split ? 3 : p.num_splits;
-        s = k == Kernel::sm80 ? sm80::forward(p) : k == Kernel::sm90 ? sm90::forward(p) : decode::forward(p);
+        const bool split = k == Kernel::split || k == Kernel::sm90_split;
+        p.num_splits = split ? 3 : p.num_splits;
+        s = k == Kernel::sm80 ? sm80::forward(p)
+            : k == Kernel::sm90 ? sm90::forward(p)
+                                : decode::forward(p, k == Kernel::sm90_split);
     }
     if (!s.ok()) return s;
     return cuda::cuda_status(cudaDeviceSynchronize(), kernel_name(k));

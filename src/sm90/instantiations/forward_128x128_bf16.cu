@@ -3,5 +3,5 @@
 #include "sm90/kernel_traits.h"
 
 namespace ccattn::sm90 {
-template Status launch_forward<KernelTraits<cutlass::bfloat16_t, 128, 128>>(const core::AttnParams&);
+template Status launch_forward<KernelTraits<cutlass::bfloat16_t, 128, 128>>(const core::AttnParams&, const decode::SplitWork*);
 }  // namespace ccattn::sm90
