@@ -46,9 +46,11 @@ def grouped_bars(ax, table, names, series, direction, value):
     {case: [value per series: None where it does not apply, nan where it failed]}."""
     width = 0.8 / len(series)
     found = {}
-    for k, (label, impl, masks, colour) in enumerate(series):
+    for k, (label, impl, series_masks, colour) in enumerate(series):
         for i, name in enumerate(names):
             x = i + (k - (len(series) - 1) / 2) * width
+            # ccattn's bar is its native band; where only band tensors give the mask, those
+            masks = ["band_tensors"] if impl == "ccattn" and bench_cases.full(bench_cases.CASES[name])["band"] else series_masks
             r = rows.best(table, name, impl, masks, direction)
             y = value(name, r) if r else None
             failed = rows.failure(table, name, impl, masks, direction)
