@@ -61,9 +61,9 @@ Status retain_pool_memory(int device) {
 bool unpacked(const core::AttnParams& p) { return p.mask_kind == MaskKind::block_sparse; }
 std::int64_t packed_rows(const core::AttnParams& p) { return p.seqlen_q * (unpacked(p) ? 1 : p.group); }
 std::int64_t m_tiles_of(const core::AttnParams& p) { return core::num_tiles(packed_rows(p), kTileM); }
-// CTAs of one split: one per (16-row q-tile, head slot, sequence).
-std::int64_t ctas_per_split(const core::AttnParams& p) {
-    return m_tiles_of(p) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
+// Work tiles of one split: one per (q-tile of tile_m packed rows, head slot, sequence).
+std::int64_t ctas_per_split(const core::AttnParams& p, std::int64_t tile_m = kTileM) {
+    return core::num_tiles(packed_rows(p), tile_m) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
 }
 
 // The split kernel walks block-sparse lists in its own tiles: 16-row q-tiles inside a list's q-tile,
@@ -79,35 +79,33 @@ Status check_sparse_tiles(const core::AttnParams& p, const DecodeTile& tile) {
     return Status::success();
 }
 
-// The heuristic's split count for the sm90 forward: a persistent grid of one CTA per SM over its
-// (q-tile, head slot, sequence) work tiles.
-int heuristic_splits_sm90(const core::AttnParams& p, const DeviceLimits& d) {
-    std::int64_t tile_m = 0, tile_n = 0;
-    if (!sm90::forward_tile_for(p.dim_qk, p.dim_v, tile_m, tile_n)) return 1;
+// The heuristic's split count for a grid of `ctas` work tiles per split over kv tiles of tile_n keys,
+// ctas_per_sm resident per SM.
+int heuristic_splits_for(const core::AttnParams& p, const DeviceLimits& d, std::int64_t ctas, std::int64_t tile_n,
+                         int ctas_per_sm) {
     SplitProblem w;
-    w.ctas = core::num_tiles(packed_rows(p), tile_m) * (unpacked(p) ? p.heads_q : p.heads_kv) * p.batch;
+    w.ctas = ctas;
     w.kv_tiles = core::num_tiles(p.seqlen_k, tile_n);
     w.rows = std::int64_t(p.heads_q) * p.total_q;
     w.dim_v = p.dim_v;
     w.sms = d.sms;
-    w.ctas_per_sm = 1;
+    w.ctas_per_sm = ctas_per_sm;
     w.l2_bytes = d.l2_bytes;
     return choose_splits(w);
 }
 
-// The heuristic's split count for p (head dims supported).
+// The sm90 forward: a persistent grid of one CTA per SM over its work tiles.
+int heuristic_splits_sm90(const core::AttnParams& p, const DeviceLimits& d) {
+    std::int64_t tile_m = 0, tile_n = 0;
+    if (!sm90::forward_tile_for(p.dim_qk, p.dim_v, tile_m, tile_n)) return 1;
+    return heuristic_splits_for(p, d, ctas_per_split(p, tile_m), tile_n, 1);
+}
+
+// The portable split kernel (head dims supported): as many CTAs per SM as shared memory holds.
 int heuristic_splits(const core::AttnParams& p, const DecodeTile& tile, const DeviceLimits& d) {
-    SplitProblem w;
-    w.ctas = ctas_per_split(p);
-    w.kv_tiles = core::num_tiles(p.seqlen_k, tile.tile_n);
-    w.rows = std::int64_t(p.heads_q) * p.total_q;
-    w.dim_v = p.dim_v;
-    w.sms = d.sms;
     // 1 KB of every SM's shared memory is reserved per resident CTA.
     const int per_cta = smem_bytes(tile, p.dim_qk, p.dim_v) + 1024;
-    w.ctas_per_sm = d.smem_per_sm / per_cta > 0 ? d.smem_per_sm / per_cta : 1;
-    w.l2_bytes = d.l2_bytes;
-    return choose_splits(w);
+    return heuristic_splits_for(p, d, ctas_per_split(p), tile.tile_n, d.smem_per_sm / per_cta > 0 ? d.smem_per_sm / per_cta : 1);
 }
 
 template <DType kDType>
