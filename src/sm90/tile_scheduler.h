@@ -38,12 +38,21 @@ struct TileScheduler {
 
     CCATTN_HD std::int64_t num_tiles() const { return num_m_blocks * heads * batch * splits; }
 
+    // Every thread of a CTA maps each of its tiles: in 32-bit arithmetic when the tiles allow it (a
+    // 64-bit division is a long instruction sequence, and short work tiles pay it often).
     CCATTN_HD WorkTile tile(std::int64_t w) const {
         const std::int64_t per_m = std::int64_t(heads) * batch * splits;
-        const std::int64_t level = w / per_m;
-        const std::int64_t rest = (w - level * per_m + level) % per_m;
-        const std::int64_t pair = rest / splits;
-        return {num_m_blocks - 1 - level, int(pair % heads), int(pair / heads), int(rest % splits)};
+        if (num_tiles() < (std::int64_t(1) << 31)) return tile_as<std::uint32_t>(std::uint32_t(w), std::uint32_t(per_m));
+        return tile_as<std::int64_t>(w, per_m);
+    }
+
+  private:
+    template <class I>
+    CCATTN_HD WorkTile tile_as(I w, I per_m) const {
+        const I level = w / per_m;
+        const I rest = (w - level * per_m + level) % per_m;
+        const I pair = rest / I(splits);
+        return {num_m_blocks - 1 - std::int64_t(level), int(pair % I(heads)), int(pair / I(heads)), int(rest % I(splits))};
     }
 };
 

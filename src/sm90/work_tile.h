@@ -117,9 +117,11 @@ struct WorkInfo {
 
     // Whether packed row r of the tile is a row of the sequence.
     CCATTN_HD bool holds_row(int r) const { return row_begin + r < seq.seqlen_q * pack; }
-    // Packed row r of the tile (0-based within the tile) -> query position and query head.
-    CCATTN_HD std::int64_t query_of(int r) const { return (row_begin + r) / pack; }
-    CCATTN_HD int head_of(int r) const { return head0 + int((row_begin + r) % pack); }
+    // Packed row r of the tile (0-based within the tile) -> query position and query head. Packed
+    // rows stay below 2^31 (sm90::unsupported_reason): 32-bit division, a few instructions where the
+    // 64-bit one is a call of ~70 (the epilogue and the Q gather take eight rows a thread per tile).
+    CCATTN_HD std::int64_t query_of(int r) const { return std::uint32_t(row_begin + r) / std::uint32_t(pack); }
+    CCATTN_HD int head_of(int r) const { return head0 + int(std::uint32_t(row_begin + r) % std::uint32_t(pack)); }
 };
 
 }  // namespace ccattn::sm90
