@@ -7,12 +7,12 @@
 #include <cuda_runtime.h>
 #include <cutlass/numeric_types.h>
 
-#include <atomic>
 #include <cstdint>
 #include <string>
 
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
+#include "cuda/memory_pool.h"
 #include "decode/append_kernel.h"
 #include "decode/combine_kernel.h"
 #include "decode/decode.h"
@@ -40,20 +40,6 @@ Status device_limits(DeviceLimits& d) {
                               "cudaDeviceGetAttribute");
     if (s.ok()) s = cuda::cuda_status(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device), "cudaDeviceGetAttribute");
     d.l2_bytes = l2;
-    return s;
-}
-
-// The device's default memory pool keeps freed workspace instead of unmapping it at every stream
-// synchronization (its default release threshold, 0) and mapping it again in the next call.
-Status retain_pool_memory(int device) {
-    static std::atomic<bool> done[64];
-    if (device < 0 || device >= 64 || done[device].load()) return Status::success();
-    cudaMemPool_t pool;
-    Status s = cuda::cuda_status(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
-    std::uint64_t keep = ~std::uint64_t(0);
-    if (s.ok())
-        s = cuda::cuda_status(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
-    if (s.ok()) done[device].store(true);
     return s;
 }
 
@@ -183,7 +169,7 @@ Status forward(const core::AttnParams& p, bool hopper) {
     const std::int64_t rows = std::int64_t(p.heads_q) * p.total_q * w.splits;
     int device = 0;
     if (!(s = cuda::cuda_status(cudaGetDevice(&device), "cudaGetDevice")).ok()) return s;
-    if (!(s = retain_pool_memory(device)).ok()) return s;
+    if (!(s = cuda::retain_pool_memory(device)).ok()) return s;
     void* workspace = nullptr;
     if (!(s = cuda::cuda_status(cudaMallocAsync(&workspace, std::size_t(rows * (p.dim_v + 1)) * sizeof(float), stream),
                                 "cudaMallocAsync of the split-KV workspace"))

@@ -13,6 +13,7 @@
 
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
+#include "cuda/memory_pool.h"
 #include "sm80/backward_chunks.h"
 #include "sm80/backward_params.h"
 #include "sm80/backward_preprocess.h"
@@ -123,6 +124,7 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
     if (err != cudaSuccess) return cuda::cuda_status(err, "device query");
+    if (Status s = cuda::retain_pool_memory(device); !s.ok()) return s;
     const int smem = backward_smem_bytes(tile, p.dim_qk, p.dim_v);
     if (smem > smem_limit)
         return Status::unsupported("q", "the CUDA backward for head dim " + std::to_string(p.dim_qk) + " needs " +
