@@ -44,7 +44,7 @@ struct CompressedBand {
     std::int64_t window_left = kNoWindow;
     bool causal = false;
 
-    CCATTN_HD std::int64_t diag(std::int64_t i) const { return floor_div(i + diag_offset, compress_factor); }
+    CCATTN_HD std::int64_t diag(std::int64_t i) const { return floor_div_fast(i + diag_offset, compress_factor); }
     CCATTN_HD std::int64_t lo(std::int64_t i) const {
         return window_left == kNoWindow ? 0 : clamp(diag(i) - window_left, 0, seqlen_k);
     }

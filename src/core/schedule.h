@@ -25,7 +25,7 @@ CCATTN_HD RowSpan query_span(std::int64_t mt, std::int64_t tile_m, std::int64_t 
     std::int64_t r0 = mt * tile_m;
     std::int64_t r1 = r0 + tile_m < seqlen_q * group ? r0 + tile_m : seqlen_q * group;
     if (r1 <= r0) return {0, 0};
-    return {r0 / group, (r1 - 1) / group + 1};
+    return {floor_div_fast(r0, group), floor_div_fast(r1 - 1, group) + 1};  // rows are >= 0
 }
 
 CCATTN_HD std::int64_t num_tiles(std::int64_t extent, std::int64_t tile) { return ceil_div(extent, tile); }

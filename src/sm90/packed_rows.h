@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include <cute/config.hpp>
+#include "core/host_device.h"
 
 namespace ccattn::sm90 {
 
@@ -20,7 +20,7 @@ struct PackedRowWalk {
 
     // Packed rows stay below 2^31 (sm90::unsupported_reason), so 32-bit arithmetic holds them.
     template <class Info>
-    CUTE_DEVICE PackedRowWalk(const Info& info, int r0) : pack(std::uint32_t(info.pack)) {
+    CCATTN_HD PackedRowWalk(const Info& info, int r0) : pack(std::uint32_t(info.pack)) {
         const std::uint32_t u = std::uint32_t(info.row_begin + r0);
         query = u / pack;
         lane = u - query * pack;
@@ -28,7 +28,7 @@ struct PackedRowWalk {
         step_lane = std::uint32_t(kStep) - step_q * pack;
     }
 
-    CUTE_DEVICE void next() {
+    CCATTN_HD void next() {
         query += step_q;
         lane += step_lane;
         if (lane >= pack) {
