@@ -7,8 +7,8 @@
 
 namespace ccattn::decode {
 
-// hopper: the split runs in the sm90 forward's split mode (the caller checked sm90::supports(p)),
-// else in the portable split kernel.
+// In both, hopper: the split runs in the sm90 forward's split mode (the caller checked
+// sm90::supports(p)), else in the portable split kernel.
 
 // Whether a plain forward should run split-KV: num_splits > 1 asks for it; with 0, a grid that would
 // leave SMs idle (the heuristic picks more than one split) and, for the portable kernel, few packed

@@ -14,7 +14,7 @@
 #include "decode/split_work.h"
 #include "sm90/consumer.h"
 #include "sm90/named_barriers.h"
-#include "sm90/packed_rows.h"
+#include "sm90/slice_rows.h"
 #include "sm90/work_tile.h"
 
 namespace ccattn::sm90 {
@@ -28,11 +28,8 @@ struct Epilogue {
     static constexpr int kBlockM = Traits::kBlockM;
     static constexpr int kBlockN = Traits::kBlockN;
     static constexpr int kRows = Traits::kRowsPerWarpGroup;
-    static constexpr int kChunks = Traits::kDimV / 8;  // 16-byte chunks per output row
-    // Output rows leave as the Q gather takes them (query_load.h): eight threads a row, each taking
-    // every eighth chunk, a thread's rows 16 apart, addressed by a PackedRowWalk.
-    static constexpr int kRowThreads = 8, kRowStep = 128 / kRowThreads;
-    static_assert(kChunks % kRowThreads == 0 && kRows % kRowStep == 0);
+    // Output rows leave as the Q gather takes them (query_load.h), 16-byte chunks.
+    using Rows = SliceRows<kRows, Traits::kDimV / 8>;
     using Mask = typename Consumer<Traits>::Mask;
     static constexpr int kFragRows = Mask::kRows;
 
@@ -41,20 +38,21 @@ struct Epilogue {
         return info.seq.seqlen_q * info.pack - info.row_begin - slice_row0;
     }
 
-    // Each output row of this thread, in order: f(row within the slice, its first element).
-    template <class F>
-    CUTE_DEVICE static void for_each_row(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info, int batch,
-                                         int slice_row0, int thread_in_group, F&& f) {
+    // Writes this thread's chunks of the slice's rows inside the sequence: chunk c of row r gets
+    // value(r, c) (16 bytes).
+    template <class Value>
+    CUTE_DEVICE static void store_rows(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info, int batch,
+                                       int slice_row0, int thread_in_group, Value&& value) {
         const std::int64_t rows = valid_rows(info, slice_row0);
-        const int r0 = thread_in_group / kRowThreads;
-        PackedRowWalk<kRowStep> walk(info, slice_row0 + r0);
-        CUTE_UNROLL
-        for (int k = 0; k < kRows / kRowStep; ++k, walk.next()) {
-            const int r = r0 + k * kRowStep;
-            if (r < rows)
-                f(r, static_cast<Element*>(p.out) + core::offset(p.out_strides, batch, info.seq.row_q, walk.query,
-                                                                  info.head0 + int(walk.lane)));
-        }
+        Rows::for_each_row(info, slice_row0, thread_in_group, [&](int r, std::int64_t query, int head) {
+            if (r >= rows) return;
+            Element* row = static_cast<Element*>(p.out) + core::offset(p.out_strides, batch, info.seq.row_q, query, head);
+            CUTE_UNROLL
+            for (int j = 0; j < Rows::kChunksPerThread; ++j) {
+                const int chunk = Rows::chunk(thread_in_group, j);
+                *reinterpret_cast<uint4*>(row + chunk * 8) = value(r, chunk);
+            }
+        });
     }
 
     CUTE_DEVICE static float* lse_address(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info,
@@ -83,14 +81,8 @@ struct Epilogue {
         copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO));
         warp_group_sync(wg);
 
-        const int chunk0 = thread_in_group % kRowThreads;
-        for_each_row(p, info, batch, slice_row0, thread_in_group, [&](int r, Element* row) {
-            CUTE_UNROLL
-            for (int j = 0; j < kChunks / kRowThreads; ++j) {
-                const int chunk = chunk0 + j * kRowThreads;
-                *reinterpret_cast<uint4*>(row + chunk * 8) = *reinterpret_cast<const uint4*>(&sO(r, chunk * 8));
-            }
-        });
+        store_rows(p, info, batch, slice_row0, thread_in_group,
+                   [&](int r, int chunk) { return *reinterpret_cast<const uint4*>(&sO(r, chunk * 8)); });
         const std::int64_t rows = valid_rows(info, slice_row0);
         if (p.lse != nullptr && Mask::first_col(thread_in_group) == 0) {
             CUTE_UNROLL
@@ -145,14 +137,7 @@ struct Epilogue {
     CUTE_DEVICE static void store_empty(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info, int batch,
                                         int wg, int thread_in_group) {
         const int slice_row0 = wg * kRows;
-        const int chunk0 = thread_in_group % kRowThreads;
-        for_each_row(p, info, batch, slice_row0, thread_in_group, [&](int, Element* row) {
-            CUTE_UNROLL
-            for (int j = 0; j < kChunks / kRowThreads; ++j) {
-                const int chunk = chunk0 + j * kRowThreads;
-                *reinterpret_cast<uint4*>(row + chunk * 8) = make_uint4(0, 0, 0, 0);
-            }
-        });
+        store_rows(p, info, batch, slice_row0, thread_in_group, [](int, int) { return make_uint4(0, 0, 0, 0); });
         const std::int64_t rows = valid_rows(info, slice_row0);
         if (p.lse != nullptr && thread_in_group < kRows && thread_in_group < rows)
             *lse_address(p, info, batch, slice_row0 + thread_in_group) = -INFINITY;

@@ -21,6 +21,9 @@ struct KernelParams {
     typename Traits::ShapeKV shape_vt;  // (Dv, rows, kv heads, batch)
     // A paged cache (attn.cache.page_table): K and V through these maps instead (paged_kv.h).
     CUtensorMap page_k, page_v;
+    // paged and zero_v_tail restate attn.cache (page_table, seqlens != nullptr) as flags on purpose: the
+    // producer runs at 24 registers, and the pointer tests hoisted out of its loop cost ~90 more spill
+    // instructions there (SASS, d128).
     bool paged = false;
     int page_chunk_rows = 0;  // rows per box (paged_kv.h)
     // Rows of a kv-cache call past a sequence's keys hold anything (NaN too); TMA zero-fills only

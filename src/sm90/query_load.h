@@ -11,7 +11,7 @@
 
 #include "core/params.h"
 #include "sm90/named_barriers.h"
-#include "sm90/packed_rows.h"
+#include "sm90/slice_rows.h"
 
 namespace ccattn::sm90 {
 
@@ -22,29 +22,19 @@ using cute::Tensor;  // not ccattn::Tensor (the public view type)
 template <class Element, class Info, class SmemTensor>
 CUTE_DEVICE void load_query(const core::AttnParams& p, const Info& info, int batch, int slice_row0,
                             SmemTensor& sQ, int thread_in_group, int wg) {
-    constexpr int kRows = decltype(size<0>(sQ))::value;
-    constexpr int kChunks = decltype(size<1>(sQ))::value / 8;  // 16-byte chunks per row
-    // Eight threads a row, each taking every eighth chunk; a thread's rows step by 16.
-    constexpr int kRowThreads = 8, kRowStep = 128 / kRowThreads;
-    static_assert(kChunks % kRowThreads == 0 && kRows % kRowStep == 0);
+    using Rows = SliceRows<decltype(size<0>(sQ))::value, decltype(size<1>(sQ))::value / 8>;  // 16-byte chunks
     const Element* q = static_cast<const Element*>(p.q);
     const std::int64_t valid_rows = info.seq.seqlen_q * info.pack - info.row_begin - slice_row0;
-    const int r0 = thread_in_group / kRowThreads, chunk0 = thread_in_group % kRowThreads;
-    PackedRowWalk<kRowStep> walk(info, slice_row0 + r0);
-    CUTE_UNROLL
-    for (int k = 0; k < kRows / kRowStep; ++k, walk.next()) {
-        const int r = r0 + k * kRowStep;
+    Rows::for_each_row(info, slice_row0, thread_in_group, [&](int r, std::int64_t query, int head) {
         const bool valid = r < valid_rows;
-        const Element* row = valid ? q + core::offset(p.q_strides, batch, info.seq.row_q, walk.query,
-                                                      info.head0 + int(walk.lane))
-                                   : q;
+        const Element* row = valid ? q + core::offset(p.q_strides, batch, info.seq.row_q, query, head) : q;
         CUTE_UNROLL
-        for (int j = 0; j < kChunks / kRowThreads; ++j) {
-            const int chunk = chunk0 + j * kRowThreads;
+        for (int j = 0; j < Rows::kChunksPerThread; ++j) {
+            const int chunk = Rows::chunk(thread_in_group, j);
             SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<uint128_t>::copy(*reinterpret_cast<const uint128_t*>(row + (valid ? chunk * 8 : 0)),
                                                              *reinterpret_cast<uint128_t*>(&sQ(r, chunk * 8)), valid);
         }
-    }
+    });
     cp_async_fence();
     cp_async_wait<0>();
     // Written through the generic proxy, read next by wgmma through the async proxy.
