@@ -8,10 +8,11 @@ band tensors give (prefix-LM, chunked) run band_tensors only.
 Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`.
 
 usage: python3 bench/run.py --ccattn build/src/cli/ccattn --csv FILE [--cases a,b] [--masks native,...]
-                           [--kernels sm80] [--no-bwd] [--resume] [--stop-at EPOCH]
+                           [--kernels sm80] [--no-bwd] [--resume] [--stop-at EPOCH] [--impl LABEL]
 --kernels sm80 keeps Hopper on the portable kernels (CCATTN_KERNELS=sm80); its rows are labelled
 ccattn_sm80. --resume skips what the CSV already holds;
 --stop-at starts nothing after that time (seconds since the epoch) and stops a run 60 s past it.
+--impl labels the rows (A/B runs of two builds or settings in one call: ccattn@before, ccattn@after).
 """
 import argparse
 import array
@@ -100,11 +101,12 @@ def main():
     ap.add_argument("--no-bwd", action="store_true")
     ap.add_argument("--resume", action="store_true", help="skip (case, mask) pairs the CSV already holds")
     ap.add_argument("--stop-at", type=float, default=float("inf"), help="start nothing after this epoch time")
+    ap.add_argument("--impl", default="", help="the rows' impl label (A/B runs: ccattn@LABEL)")
     args = ap.parse_args()
     if not os.access(args.ccattn, os.X_OK):
         sys.exit(f"run.py: {args.ccattn} is not an executable (build first)")
     names = [s for s in args.cases.split(",") if s] or list(bench_cases.CASES)
-    impl = "ccattn_sm80" if args.kernels == "sm80" else "ccattn"
+    impl = args.impl or ("ccattn_sm80" if args.kernels == "sm80" else "ccattn")
     env = dict(os.environ, CCATTN_KERNELS=args.kernels)
     before = rows.read(args.csv) if args.resume else []
     out = rows.Writer(args.csv, datetime.date.today().isoformat(), args.card)

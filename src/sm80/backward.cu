@@ -2,10 +2,12 @@
 // tile sizes, shared memory), cuts the q range into chunks when the kv-tiles alone cannot fill the GPU,
 // allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with cudaFreeAsync when the call
 // returns) and runs preprocess -> block-sparse bit lists -> main kernel -> conversions of the fp32
-// accumulators; in deterministic mode the main kernel adds in a fixed order, through turn counters
+// accumulators (dQ's only for q-tiles of several visitors: DirectDq); in deterministic mode the main kernel adds in a fixed order, through turn counters
 // (AddOrder). The runtime -> compile-time dispatch (head dims, then dtype) of sm80's main kernel is
 // sm80_main; the Hopper kernel brings its own (src/sm90/backward.cu).
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -60,7 +62,7 @@ class Workspace {
 
   private:
     cudaStream_t stream_;
-    void* ptrs_[7] = {};
+    void* ptrs_[8] = {};
     int count_ = 0;
 };
 
@@ -69,15 +71,25 @@ unsigned blocks_for(std::int64_t threads, int block) {
     return unsigned(blocks < (1 << 20) ? blocks : (1 << 20));  // grid-stride loops cover the rest
 }
 
-// Converts one fp32 accumulator into its output tensor.
-cudaError_t convert(const AccumToOutput& a, bool bf16, cudaStream_t stream) {
+// Converts one fp32 accumulator into its output tensor, but the rows direct_dq_row names for `skip`.
+cudaError_t convert(const AccumToOutput& a, const BackwardParams& skip, bool bf16, cudaStream_t stream) {
     const std::int64_t pairs = a.rows * a.heads;
     if (pairs == 0) return cudaSuccess;
     constexpr int kBlock = 256;
     const unsigned grid = blocks_for(pairs * (a.dim / 8), kBlock);
-    if (bf16) backward_convert_kernel<cutlass::bfloat16_t><<<grid, kBlock, 0, stream>>>(a);
-    else backward_convert_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(a);
+    if (bf16) backward_convert_kernel<cutlass::bfloat16_t><<<grid, kBlock, 0, stream>>>(a, skip);
+    else backward_convert_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(a, skip);
     return cudaGetLastError();
+}
+
+// CCATTN_DIRECT_DQ=0 in the environment sends every q-tile's dQ through the fp32 accumulator, as before
+// DirectDq existed (to compare the two in one build).
+bool direct_dq_allowed() {
+    static const bool allowed = [] {
+        const char* e = std::getenv("CCATTN_DIRECT_DQ");
+        return e == nullptr || std::strcmp(e, "0") != 0;
+    }();
+    return allowed;
 }
 
 }  // namespace
@@ -132,10 +144,19 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
                                             std::to_string(smem_limit));
 
     bp.chunks = q_chunks(p, tile, bp.sparse, sms);
+    // Measured (H100, bench/NOTES.md v17): +11% with every q-tile direct (127 keys a sequence), +5% with
+    // half (255 keys), but -1.5 to -3% from 511 keys on, where few are direct and the classification
+    // and the per-row look-ups of the preprocess and the conversion cost more than they save. The Hopper
+    // kernel compiles the direct path for the built-in band without deterministic mode only.
+    bp.direct.on = p.mask_kind == MaskKind::band && !p.deterministic && direct_dq_allowed() &&
+                   p.seqlen_k <= 2 * std::int64_t(tile.kv_tile);
+    bp.direct.q_tile = tile.q_tile;
+    bp.direct.kv_tile = tile.kv_tile;
+    bp.direct.tiles_per_sequence = core::num_tiles(p.seqlen_q * p.group, tile.q_tile);
     const bool chunked = bp.chunks.count > 1;
 
     // Workspace: fp32 dQ accumulator and D, the block-sparse bit sets, the fp32 dK and dV accumulators
-    // of a chunked q range. Nothing is written to the outputs unless every allocation succeeded.
+    // of a chunked q range, the direct q-tiles. Nothing is written to the outputs unless every allocation succeeded.
     auto stream = static_cast<cudaStream_t>(p.stream);
     Workspace ws(stream);
     const std::int64_t pairs = p.total_q * p.heads_q;
@@ -151,11 +172,13 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
     const std::int64_t dq_turns = per_head * order.q_tiles, turns = dq_turns + per_head * order.kv_tiles;
     unsigned long long *visit = nullptr, *full = nullptr;
     int* turn = nullptr;
+    std::uint8_t* direct_tiles = nullptr;
+    const std::int64_t direct_count = bp.direct.on ? p.batch * bp.direct.tiles_per_sequence : 0;
     if ((err = ws.alloc(bp.dq_accum, pairs * p.dim_qk)) != cudaSuccess || (err = ws.alloc(bp.dsum, pairs)) != cudaSuccess ||
         (err = ws.alloc(visit, sparse_words)) != cudaSuccess || (err = ws.alloc(full, sparse_words)) != cudaSuccess ||
         (err = ws.alloc(bp.dk_accum, key_pairs * p.dim_qk)) != cudaSuccess ||
         (err = ws.alloc(bp.dv_accum, key_pairs * p.dim_v)) != cudaSuccess ||
-        (err = ws.alloc(turn, turns)) != cudaSuccess)
+        (err = ws.alloc(turn, turns)) != cudaSuccess || (err = ws.alloc(direct_tiles, direct_count)) != cudaSuccess)
         return cuda::cuda_status(err, "workspace allocation");
     bp.sparse.visit = visit;
     bp.sparse.full = full;
@@ -178,6 +201,12 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
             p.sparse_full, p.sparse_partial, p.batch, p.heads_q, q_tiles, bp.sparse.kv_tiles, bp.sparse.words, visit, full);
         if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "block-sparse lists");
     }
+    bp.direct.on = direct_count > 0;
+    bp.direct.tiles = direct_tiles;
+    if (direct_count > 0) {
+        direct_tiles_kernel<<<blocks_for(direct_count, kBlock), kBlock, 0, stream>>>(bp, direct_tiles);
+        if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "direct dq tiles");
+    }
     if (pairs > 0) {
         const int lanes = p.dim_v / 8;  // 8, 16 or 32: divides a warp
         const unsigned grid = blocks_for(pairs * lanes, kBlock);
@@ -188,13 +217,13 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
     if ((err = main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
     const bool varlen = p.varlen();
     if ((err = convert({bp.dq_accum, p.dq, p.dq_strides, p.total_q, p.seqlen_q, p.heads_q, p.dim_qk, varlen, p.scale},
-                       bf16, stream)) != cudaSuccess)
+                       bp, bf16, stream)) != cudaSuccess)
         return cuda::cuda_status(err, "dq conversion");
     if (chunked &&
-        ((err = convert({bp.dk_accum, p.dk, p.dk_strides, p.total_k, p.seqlen_k, p.heads_kv, p.dim_qk, varlen, 1.f}, bf16,
-                        stream)) != cudaSuccess ||
-         (err = convert({bp.dv_accum, p.dv, p.dv_strides, p.total_k, p.seqlen_k, p.heads_kv, p.dim_v, varlen, 1.f}, bf16,
-                        stream)) != cudaSuccess))
+        ((err = convert({bp.dk_accum, p.dk, p.dk_strides, p.total_k, p.seqlen_k, p.heads_kv, p.dim_qk, varlen, 1.f},
+                        BackwardParams{}, bf16, stream)) != cudaSuccess ||
+         (err = convert({bp.dv_accum, p.dv, p.dv_strides, p.total_k, p.seqlen_k, p.heads_kv, p.dim_v, varlen, 1.f},
+                        BackwardParams{}, bf16, stream)) != cudaSuccess))
         return cuda::cuda_status(err, "dk / dv conversion");
     return Status::success();
 }

@@ -7,7 +7,7 @@
 //   S  = Q K^T,  P = exp2(S * scale * log2 e - lse * log2 e)  (masked pairs and empty rows give P = 0)
 //   dP = dO V^T, dS = P * (dP - D)
 //   dV += P^T dO,  dK += dS^T Q,  dQ_accum += dS K  (fp32 atomics; the convert kernel scales it;
-//   deterministic mode orders them between CTAs, AddOrder)
+//   deterministic mode orders them between CTAs, AddOrder; q-tiles of one visitor store dQ: DirectDq)
 // Q and dO tiles are double-buffered where shared memory allows (cp.async prefetch of the next q-tile).
 // With one chunk per kv-tile the CTA writes dK and dV; with several it adds them into fp32 accumulators.
 #pragma once
@@ -55,27 +55,45 @@ __device__ __forceinline__ auto smem_tile(Element* smem, int offset) {
     return make_tensor(make_smem_ptr(smem + offset), Layout{});
 }
 
-// acc * scale added into fp32 rows with atomics: row_ptr(r) is tile row r's destination, or nullptr
-// for rows not stored. Two adjacent columns at once where the hardware has it (sm90).
-template <int kM, int kN, class Mma, class Acc, class RowPtr>
-__device__ __forceinline__ void atomic_add_rows(const Mma& mma, Acc& acc, float scale, int tid, RowPtr row_ptr) {
+// Calls put(row_ptr(r) + c, acc(r, c), acc(r, c + 1)) for each adjacent column pair c of tile row r
+// (row_ptr(r) == nullptr: row not stored).
+template <int kM, int kN, class Mma, class Acc, class RowPtr, class Put>
+__device__ __forceinline__ void for_each_column_pair(const Mma& mma, Acc& acc, int tid, RowPtr row_ptr, Put put) {
     auto coord = rowcol(mma.get_thread_slice(tid).partition_C(make_identity_tensor(Shape<Int<kM>, Int<kN>>{})));
     auto v = rowcol(acc);
     CUTE_UNROLL
     for (int r = 0; r < size<0>(v); ++r) {
-        float* dst = row_ptr(get<0>(coord(r, 0)));
+        auto* dst = row_ptr(get<0>(coord(r, 0)));
         if (dst == nullptr) continue;
         CUTE_UNROLL
-        for (int c = 0; c < size<1>(v); c += 2) {
-            float* d = dst + get<1>(coord(r, c));
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-            atomicAdd(reinterpret_cast<float2*>(d), make_float2(v(r, c) * scale, v(r, c + 1) * scale));
-#else
-            atomicAdd(d, v(r, c) * scale);
-            atomicAdd(d + 1, v(r, c + 1) * scale);
-#endif
-        }
+        for (int c = 0; c < size<1>(v); c += 2) put(dst + get<1>(coord(r, c)), v(r, c), v(r, c + 1));
     }
+}
+
+// acc * scale added into fp32 rows with atomics; two adjacent columns at once where the hardware has
+// it (sm90).
+template <int kM, int kN, class Mma, class Acc, class RowPtr>
+__device__ __forceinline__ void atomic_add_rows(const Mma& mma, Acc& acc, float scale, int tid, RowPtr row_ptr) {
+    for_each_column_pair<kM, kN>(mma, acc, tid, row_ptr, [scale](float* d, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        atomicAdd(reinterpret_cast<float2*>(d), make_float2(a * scale, b * scale));
+#else
+        atomicAdd(d, a * scale);
+        atomicAdd(d + 1, b * scale);
+#endif
+    });
+}
+
+// acc * scale converted to the element type and stored, two adjacent columns a store.
+template <int kM, int kN, class Mma, class Acc, class RowPtr>
+__device__ __forceinline__ void store_converted_rows(const Mma& mma, Acc& acc, float scale, int tid, RowPtr row_ptr) {
+    for_each_column_pair<kM, kN>(mma, acc, tid, row_ptr, [scale](auto* d, float a, float b) {
+        using Element = cute::remove_cvref_t<decltype(*d)>;
+        cute::array<Element, 2> pair;
+        pair[0] = Element(a * scale);
+        pair[1] = Element(b * scale);
+        *reinterpret_cast<cute::array<Element, 2>*>(d) = pair;
+    });
 }
 
 // Where one CTA works: its batch, KV head, sequence and first key.
@@ -247,19 +265,28 @@ __device__ __forceinline__ void backward_tile(const BackwardParams& bp, const Ct
     typename T::MmadKV mma_dkv;
     gemm_smem<LdsmT, LdsmT>(acc_dv, mma_dkv, sPt, fPt, sdOt, fdOt, tid);
 
-    // dQ_accum += dS K (fp32 atomics; in deterministic mode in the q-tile's turn order).
+    // dQ_accum += dS K (fp32 atomics; in deterministic mode in the q-tile's turn order), or dQ = dS K
+    // stored where this CTA's is the q-tile's whole dQ (DirectDq).
     {
         typename T::MmadQ mma_dq;
         Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDqk>>{});  // (MMA, MMA_M, MMA_N)
         clear(acc_dq);
         gemm_smem<LdsmN, LdsmT>(acc_dq, mma_dq, sdS, sdS, sKt, fKt, tid);
-        int* turn = kDeterministic ? bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, 0) : nullptr;
-        begin_turn(turn, t.rank, tid);
-        atomic_add_rows<kBlockM, kDqk>(mma_dq, acc_dq, 1.f, tid, [&](int r) -> float* {
-            const QRow q = q_row(t, r, kBlockM, cta.seq.seqlen_q);
-            return q.valid ? bp.dq_accum + ((cta.q_row0 + q.i) * p.heads_q + q.h) * kDqk : nullptr;
-        });
-        end_turn(turn, tid);
+        if (t.direct) {
+            store_converted_rows<kBlockM, kDqk>(mma_dq, acc_dq, p.scale, tid, [&](int r) -> Element* {
+                const QRow q = q_row(t, r, kBlockM, cta.seq.seqlen_q);
+                return q.valid ? static_cast<Element*>(p.dq) + core::offset(p.dq_strides, cta.b, cta.seq.row_q, q.i, q.h)
+                               : nullptr;
+            });
+        } else {
+            int* turn = kDeterministic ? bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, 0) : nullptr;
+            begin_turn(turn, t.rank, tid);
+            atomic_add_rows<kBlockM, kDqk>(mma_dq, acc_dq, 1.f, tid, [&](int r) -> float* {
+                const QRow q = q_row(t, r, kBlockM, cta.seq.seqlen_q);
+                return q.valid ? bp.dq_accum + ((cta.q_row0 + q.i) * p.heads_q + q.h) * kDqk : nullptr;
+            });
+            end_turn(turn, tid);
+        }
     }
 
     // dK += dS^T Q (scaled once, in the epilogue).
@@ -408,6 +435,8 @@ cudaError_t launch_backward(const BackwardParams& params, cudaStream_t stream) {
     const std::int64_t heads = std::int64_t(p.batch) * p.heads_kv;
     if (ctas == 0 || heads == 0) return cudaSuccess;
     if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    // The driver skips the accumulator rows of direct q-tiles by its tile sizes, which must be the kernel's.
+    if (params.direct.q_tile != Traits::kBlockM || params.direct.kv_tile != Traits::kBlockN) return cudaErrorInvalidValue;
     // Deterministic mode (the driver allocated turn counters) has its own kernel: see backward_tile.
     auto kernel = params.order.dq != nullptr ? bwd::backward_kernel<Traits, true> : bwd::backward_kernel<Traits, false>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes);

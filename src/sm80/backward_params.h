@@ -68,9 +68,26 @@ struct AddOrder {
     }
 };
 
+// Q-tiles whose dQ one CTA alone produces (sole_dq_tile, backward_schedule.h) bypass the fp32 dQ
+// accumulator: that CTA stores dQ in the output dtype, the preprocess leaves their accumulator rows
+// alone and the conversion skips them. Where keys are few (NSA's compressed branch at training
+// lengths: 127-1023 keys a sequence) that is most q-tiles, and the accumulator's traffic (zeroing, the
+// reduce-adds' reads and write-backs, the conversion's read) is 8x the bytes of dQ itself. Off for
+// block-sparse lists, whose visitors only the device knows; the tile sizes are the main kernel's.
+// A small kernel classifies every q-tile once (tiles), and the main kernel, the preprocess and the
+// conversion all read that one classification.
+struct DirectDq {
+    bool on = false;
+    int q_tile = 64, kv_tile = 128;
+    const std::uint8_t* tiles = nullptr;   // [batch, tiles_per_sequence]: q-tile m of sequence b is direct
+    std::int64_t tiles_per_sequence = 0;   // q-tiles of the longest sequence
+};
+
 struct BackwardParams {
     core::AttnParams p;
-    float* dq_accum = nullptr;  // fp32 [total_q, Hq, Dqk], dense; zeroed by the preprocess kernel
+    float* dq_accum = nullptr;  // fp32 [total_q, Hq, Dqk], dense; zeroed by the preprocess kernel (but
+                                // the rows of direct q-tiles: DirectDq)
+    DirectDq direct;
     float* dsum = nullptr;      // fp32 [total_q, Hq]: D = rowsum(dO * O)
     SparseBits sparse;          // block-sparse masks only
     QChunks chunks;

@@ -1,7 +1,9 @@
 // The backward's small kernels around the main one:
-//   preprocess: D = rowsum(dO * O) in fp32 per (query row, head), and zeroes the fp32 dQ accumulator;
-//   convert:    an fp32 accumulator (dQ; dK and dV when the q range was chunked) times a scale, in the
-//               input dtype, through the output's strides.
+//   direct tiles: which q-tiles one CTA alone produces the dQ of (DirectDq);
+//   preprocess: D = rowsum(dO * O) in fp32 per (query row, head), and zeroes the fp32 dQ accumulator
+//               (but the rows of direct q-tiles, whose dQ the main kernel stores: DirectDq);
+//   convert:    an fp32 accumulator (dQ, but the rows of direct q-tiles; dK and dV when the q range was
+//               chunked) times a scale, in the input dtype, through the output's strides.
 // They run over the dense rows R of all sequences (R = b * S + i for fixed length, the varlen row
 // otherwise), 16 bytes per thread access; the dispatch checks that rows are 16-byte aligned.
 #pragma once
@@ -12,6 +14,7 @@
 
 #include "core/params.h"
 #include "sm80/backward_params.h"
+#include "sm80/backward_schedule.h"
 
 namespace ccattn::sm80 {
 
@@ -59,11 +62,26 @@ __global__ void backward_preprocess_kernel(BackwardParams bp, int lanes) {
 #pragma unroll
                 for (int k = 0; k < 8; ++k) sum += a[k] * o[k];
             }
-            float4* acc = reinterpret_cast<float4*>(bp.dq_accum + pair * p.dim_qk);
-            for (int c = lane; c < p.dim_qk / 4; c += lanes) acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (!direct_dq_row(bp, row, h)) {
+                float4* acc = reinterpret_cast<float4*>(bp.dq_accum + pair * p.dim_qk);
+                for (int c = lane; c < p.dim_qk / 4; c += lanes) acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+            }
         }
         for (int offset = lanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
         if (ok && lane == 0) bp.dsum[pair] = sum;
+    }
+}
+
+// DirectDq::tiles: one thread per (sequence, q-tile), sole_dq_tile's classification.
+__global__ void direct_tiles_kernel(BackwardParams bp, std::uint8_t* tiles) {
+    const core::AttnParams& p = bp.p;
+    const std::int64_t per_sequence = bp.direct.tiles_per_sequence, count = p.batch * per_sequence;
+    for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < count;
+         idx += std::int64_t(gridDim.x) * blockDim.x) {
+        const int b = int(idx / per_sequence);
+        const core::Sequence seq = core::sequence(p, b);
+        tiles[idx] = sole_dq_tile(p.mask_kind, core::sequence_band(p, b, seq), idx - b * per_sequence, bp.direct.q_tile,
+                                  p.group, seq.seqlen_q, bp.direct.kv_tile);
     }
 }
 
@@ -78,15 +96,19 @@ struct AccumToOutput {
     float scale = 1.f;
 };
 
-// One thread per 8 consecutive elements of one (row, head).
+// One thread per 8 consecutive elements of one (row, head). `skip`: the call whose direct q-tiles' rows
+// are left out (dQ), or one with DirectDq off (dK, dV).
 template <class Element>
-__global__ void backward_convert_kernel(AccumToOutput a) {
+__global__ void backward_convert_kernel(AccumToOutput a, BackwardParams skip) {
     const int chunks_per_pair = a.dim / 8;
     const std::int64_t chunks = a.rows * a.heads * chunks_per_pair;
     auto* out = static_cast<Element*>(a.out);
     for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < chunks;
          idx += std::int64_t(gridDim.x) * blockDim.x) {
         const std::int64_t pair = idx / chunks_per_pair;
+        const std::int64_t row = pair / a.heads;
+        const int h = int(pair - row * a.heads);
+        if (direct_dq_row(skip, row, h)) continue;
         const int c = int(idx % chunks_per_pair) * 8;
         const float4* src = reinterpret_cast<const float4*>(a.accum + pair * a.dim + c);
         const float4 lo = src[0], hi = src[1];
@@ -95,8 +117,7 @@ __global__ void backward_convert_kernel(AccumToOutput a) {
         Element* e = reinterpret_cast<Element*>(&u);
 #pragma unroll
         for (int k = 0; k < 8; ++k) e[k] = Element(f[k] * a.scale);
-        const std::int64_t row = pair / a.heads;
-        *reinterpret_cast<uint4*>(out + dense_row_offset(a.varlen, a.seqlen, a.strides, row, int(pair - row * a.heads)) + c) = u;
+        *reinterpret_cast<uint4*>(out + dense_row_offset(a.varlen, a.seqlen, a.strides, row, h) + c) = u;
     }
 }
 

@@ -39,6 +39,7 @@ struct QTile {
     std::uint32_t sub_visit = 0, sub_full = 0;
     int rank = 0;  // deterministic mode: CTAs that add into this q-tile's dQ before this one (AddOrder),
                    // set by the kernel from QTileSchedule::rank
+    bool direct = false;  // this CTA alone produces the q-tile's dQ: stored, not added (DirectDq)
 };
 
 // A packed row's query position and head.
@@ -77,6 +78,51 @@ CCATTN_HD bool sparse_visible(const QTile& t, const SparseBits& sb, std::int64_t
     return n0 + col < seqlen_k && ((t.sub_visit >> u) & 1) && (((t.sub_full >> u) & 1) || in_band);
 }
 
+// Whether q-tile m's dQ comes from one CTA alone, which then stores it (DirectDq). Band and band tensors:
+// with i0, i1 the q-tile's first and last query and n = floor(lo(i0) / kv_tile), kv tile n's CTA visits
+// m iff hi(i1) > n kv_tile, n kv_tile < Sk and some row of the sequence has hi > n kv_tile and lo <
+// (n + 1) kv_tile (core::q_tile_range: lo(i0) < (n + 1) kv_tile holds by the choice of n); if also
+// hi(i1) <= (n + 1) kv_tile, a CTA of any other kv tile n' would need lo(i0) < (n' + 1) kv_tile and
+// hi(i1) > n' kv_tile, so n' = n. mask_mod: every CTA of the sequence visits every q-tile, so
+// sequences of one kv tile. Block-sparse lists: never. Evaluated once per q-tile (its two binary
+// searches over the rows are too slow for the schedule's thread): direct_tiles_kernel.
+CCATTN_HD bool sole_dq_tile(MaskKind kind, const core::SequenceBand& band, std::int64_t m, int q_tile, int group,
+                            std::int64_t seqlen_q, int kv_tile) {
+    const core::RowSpan rows = core::query_span(m, q_tile, group, seqlen_q);
+    const std::int64_t sk = band.seqlen_k();
+    if (rows.empty()) return false;
+    if (kind == MaskKind::mask_mod) return 0 < sk && sk <= kv_tile;
+    if (kind != MaskKind::band && kind != MaskKind::band_tensors) return false;
+    const std::int64_t hi_last = band.hi(rows.end - 1);
+    const std::int64_t n0 = core::floor_div(band.lo(rows.begin), kv_tile) * kv_tile, n1 = n0 + kv_tile;
+    if (hi_last <= n0 || hi_last > n1 || n0 >= sk) return false;
+    const std::int64_t i_begin = core::partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) > n0; });
+    const std::int64_t i_end = core::partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) >= n1; });
+    return i_end > i_begin;
+}
+
+// The sequence of a varlen batch holding tensor row `row`: the last b < batch with cu_seqlens[b] <= row.
+CCATTN_HD int sequence_of_row(const std::int32_t* cu_seqlens, int batch, std::int64_t row) {
+    int lo = 0, hi = batch;
+    while (hi - lo > 1) {
+        const int mid = lo + (hi - lo) / 2;
+        if (cu_seqlens[mid] <= row) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// Whether (dense row, query head) lies in a direct q-tile: the preprocess and the conversion skip its
+// accumulator row.
+CCATTN_HD bool direct_dq_row(const BackwardParams& bp, std::int64_t row, int h) {
+    if (!bp.direct.on) return false;
+    const core::AttnParams& p = bp.p;
+    const int b = p.varlen() ? sequence_of_row(p.cu_seqlens_q, p.batch, row) : int(core::floor_div_fast(row, p.seqlen_q));
+    const std::int64_t i = row - (p.varlen() ? std::int64_t(p.cu_seqlens_q[b]) : std::int64_t(b) * p.seqlen_q);
+    const std::uint32_t packed = std::uint32_t(i * p.group + h % p.group);  // below 2^31 (checked)
+    return bp.direct.tiles[b * bp.direct.tiles_per_sequence + packed / std::uint32_t(bp.direct.q_tile)] != 0;
+}
+
 // Index of the lowest set bit of x != 0.
 CCATTN_HD int lowest_bit(std::uint64_t x) {
 #if defined(__CUDA_ARCH__)
@@ -93,7 +139,8 @@ class QTileSchedule {
                              std::int64_t n_block, int chunk, std::int64_t seqlen_q, std::int64_t seqlen_k, int q_tile,
                              int kv_tile)
         : kind_(bp.p.mask_kind), group_(bp.p.group), head0_(kv_head * bp.p.group), q_tile_(q_tile),
-          band_(band), n_block_(n_block), kv_tile_(kv_tile), seqlen_q_(seqlen_q) {
+          band_(band), n_block_(n_block), kv_tile_(kv_tile), seqlen_q_(seqlen_q),
+          direct_(bp.direct.on ? bp.direct.tiles + b * bp.direct.tiles_per_sequence : nullptr) {
         const std::int64_t n0 = n_block * kv_tile;
         const std::int64_t chunk_begin = chunk * bp.chunks.length;
         const std::int64_t chunk_end = chunk_begin + bp.chunks.length;
@@ -130,6 +177,7 @@ class QTileSchedule {
         t.head0 = head0_;
         t.pack = group_;
         t.mask = kind_ == MaskKind::mask_mod ? TileMask::element : range_.is_full(m_) ? TileMask::none : TileMask::limits;
+        t.direct = direct_ != nullptr && direct_[m_] != 0;
         return true;
     }
 
@@ -163,6 +211,7 @@ class QTileSchedule {
                 out.sub_full = sub_full_;
                 const std::uint32_t all = kt_count_ == 32 ? ~0u : (1u << kt_count_) - 1;
                 out.mask = sub_full_ != all ? TileMask::sparse : ragged_kv_ ? TileMask::bounds : TileMask::none;
+                out.direct = false;
                 return true;
             }
             t_ = next_visit(t_ < 0 ? t_begin_ : t_ + 1);
@@ -207,6 +256,7 @@ class QTileSchedule {
     std::int64_t n_block_;
     int kv_tile_;
     std::int64_t seqlen_q_;
+    const std::uint8_t* direct_;  // this sequence's DirectDq::tiles, or null
     core::TileRange range_;
     std::int64_t m_ = 0;
     // block-sparse state

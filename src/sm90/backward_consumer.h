@@ -6,7 +6,8 @@
 //                                               register A operands), and dSᵀ goes to shared memory
 //   dQ = dS K                                   both warp groups' dSᵀ; warp group w: head-dim half w,
 //                                               staged in shared memory and added into the fp32 dQ
-//                                               accumulator by TMA reduce-adds
+//                                               accumulator by TMA reduce-adds (stored directly
+//                                               where this CTA is the q-tile's only visitor)
 // At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
 // Deterministic mode orders the dQ and chunked dK / dV additions between CTAs (sm80::AddOrder).
 #pragma once
@@ -34,9 +35,10 @@ using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor (the public view type)
 
 // kElementMasks: the call masks per element (mask_mod, block-sparse lists); band calls compile without
-// those paths, whose registers would otherwise spill next to dK and dV. kDeterministic: the call orders
+// those paths, whose registers would otherwise spill next to dK and dV. kDirect: some q-tiles store their
+// dQ (QTile::direct); without it the branch's spills cost the long cases ~2%. kDeterministic: the call orders
 // its additions (sm80::AddOrder); a runtime branch on it added ~20 spill loads and stores at d128.
-template <class Traits, bool kElementMasks, bool kDeterministic>
+template <class Traits, bool kElementMasks, bool kDeterministic, bool kDirect>
 struct BackwardConsumer {
     using Element = typename Traits::Element;
     using Barrier = cutlass::arch::ClusterBarrier;
@@ -122,7 +124,8 @@ struct BackwardConsumer {
         if (leader) gpu::pass_turn(turn);
     }
 
-    // This warp group's dQ half of a q-tile added into the fp32 dQ accumulator. By TMA: staged in
+    // This warp group's dQ half of a q-tile stored (the CTA is its only visitor: QTile::direct) or added
+    // into the fp32 dQ accumulator. By TMA: staged in
     // shared memory as the swizzled boxes the tensor map describes (column pairs as st.shared.v2.f32,
     // conflict-free), then one reduce-add (cp.reduce.async.bulk.tensor .add) per 32-column box, issued
     // by one thread, so that no warp of the group waits on a per-row issue loop. The staging buffer is
@@ -133,6 +136,12 @@ struct BackwardConsumer {
     CUTE_DEVICE static void add_dq(const BackwardKernelParams& kp, const BackwardCta& cta, const sm80::QTile& t,
                                    const typename Traits::RowData& rows, float (*sdq)[kBlockM][Traits::kDqBoxCols],
                                    const Acc& acc, const Coords& cq, int wg, bool issuer) {
+        if (kDirect && t.direct) {  // this CTA's is the q-tile's whole dQ (sm80::DirectDq): stored, no accumulator
+            store_rows(acc, cq, kp.bp.p.scale, [&](int r) -> Element* {
+                return rows.dq_row[r] < 0 ? nullptr : static_cast<Element*>(kp.bp.p.dq) + rows.dq_row[r];
+            });
+            return;
+        }
         int* turn = kDeterministic ? kp.bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, wg) : nullptr;
         if (!kp.tile_by_tma(cta.seq, t, kBlockM)) {
             begin_turn(turn, t.rank, wg, issuer);

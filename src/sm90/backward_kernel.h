@@ -22,7 +22,7 @@
 
 namespace ccattn::sm90 {
 
-template <class Traits, bool kElementMasks, bool kDeterministic>
+template <class Traits, bool kElementMasks, bool kDeterministic, bool kDirect>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     backward_kernel(CUTE_GRID_CONSTANT BackwardKernelParams const kp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         BackwardProducer<Traits, kDeterministic>::run(kp, cta, smem, threadIdx.x);
     } else {
         cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
-        BackwardConsumer<Traits, kElementMasks, kDeterministic>::run(kp, cta, smem,
+        BackwardConsumer<Traits, kElementMasks, kDeterministic, kDirect>::run(kp, cta, smem,
                                                                      threadIdx.x - Traits::kWarpGroupThreads);
     }
 #elif defined(__CUDA_ARCH__)
@@ -67,11 +67,17 @@ cudaError_t launch_backward(const sm80::BackwardParams& bp, cudaStream_t stream)
     const std::int64_t ctas = core::num_tiles(p.seqlen_k, Traits::kBlockN) * bp.chunks.count;
     if (ctas == 0 || p.heads_kv == 0 || p.batch == 0) return cudaSuccess;
     if (ctas > 0x7fffffff || p.heads_kv > 65535 || p.batch > 65535) return cudaErrorInvalidConfiguration;
-    // Per-element masks (mask_mod, block-sparse lists) and deterministic mode (the driver allocated turn
-    // counters) get their own kernels: see BackwardConsumer.
+    // The driver skips the accumulator rows of direct q-tiles by its tile sizes, which must be the kernel's.
+    if (bp.direct.q_tile != Traits::kBlockM || bp.direct.kv_tile != Traits::kBlockN) return cudaErrorInvalidValue;
+    // Per-element masks (mask_mod, block-sparse lists), deterministic mode (the driver allocated turn
+    // counters) and direct dQ get their own kernels: see BackwardConsumer. The driver turns direct dQ on
+    // only for the built-in band without deterministic mode, the one kernel compiled with it.
     const bool band = p.mask_kind == MaskKind::band, ordered = bp.order.dq != nullptr;
-    auto kernel = band ? (ordered ? backward_kernel<Traits, false, true> : backward_kernel<Traits, false, false>)
-                       : (ordered ? backward_kernel<Traits, true, true> : backward_kernel<Traits, true, false>);
+    if (bp.direct.on && (!band || ordered)) return cudaErrorInvalidValue;
+    auto kernel = band ? (ordered      ? backward_kernel<Traits, false, true, false>
+                          : bp.direct.on ? backward_kernel<Traits, false, false, true>
+                                         : backward_kernel<Traits, false, false, false>)
+                       : (ordered ? backward_kernel<Traits, true, true, false> : backward_kernel<Traits, true, false, false>);
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSharedBytes);
     if (err != cudaSuccess) return err;
     const dim3 grid(unsigned(ctas), unsigned(p.heads_kv), unsigned(p.batch));

@@ -114,7 +114,8 @@ struct BackwardProducer {
         cp_async_fence();
     }
 
-    // Each row's lse * log2(e) (+inf past the sequence and for empty rows: P = 0), D and dQ row.
+    // Each row's lse * log2(e) (+inf past the sequence and for empty rows: P = 0), D and dQ row (of
+    // the output for a direct q-tile, else of the fp32 accumulator).
     CUTE_DEVICE static void load_row_data(const sm80::BackwardParams& bp, const BackwardCta& cta, const sm80::QTile& t,
                                           typename Traits::RowData& rows, int tid) {
         const core::AttnParams& p = bp.p;
@@ -126,7 +127,7 @@ struct BackwardProducer {
             lse2 = lse == -INFINITY ? INFINITY : lse * 1.4426950408889634f;
             const std::int64_t pair = (cta.q_row0 + q.i) * p.heads_q + q.h;
             dsum = bp.dsum[pair];
-            dq_row = pair * p.dim_qk;
+            dq_row = t.direct ? core::offset(p.dq_strides, cta.b, cta.seq.row_q, q.i, q.h) : pair * p.dim_qk;
         }
         rows.lse2[tid] = lse2;
         rows.dsum[tid] = dsum;

@@ -100,7 +100,8 @@ struct BackwardTraits {
         SmemLayoutK{}, make_layout(Shape<Int<kDimQK>, Int<kBlockN>>{}, Stride<Int<kBlockN>, _1>{})));  // (Dqk, keys)
 
     // Per q-tile, written by the producer beside Q and dO: each row's lse * log2(e) (+inf: P = 0 for
-    // empty rows and rows past the sequence), D = rowsum(dO O), and its dQ accumulator row (-1: none).
+    // empty rows and rows past the sequence), D = rowsum(dO O), and the element offset of its dQ row
+    // (-1: none): in the dQ output for a direct q-tile (sm80::DirectDq), else in the fp32 accumulator.
     struct RowData {
         float lse2[kBlockM];
         float dsum[kBlockM];

@@ -463,6 +463,136 @@ TEST(Sm80BackwardHost, DeterministicRanks) {
                         }
 }
 
+// Direct dQ (sm80::DirectDq): a q-tile that sole_dq_tile names is visited by exactly one CTA of the
+// grid, which has it as QTile::direct (from the classification the kernel reads); no other q-tile is
+// direct. Every CTA (kv tile, chunk) is walked as the kernel runs it, for random built-in bands,
+// mask_mod, and random band tensors (steps, flat runs, empty rows anywhere).
+void expect_direct_tiles(sm80::BackwardParams bp, const core::SequenceBand& band, std::int64_t sq, std::int64_t sk,
+                         int q_tile, int kv_tile, std::int64_t& direct_count) {
+    const int group = bp.p.group;
+    const std::int64_t q_tiles = core::num_tiles(sq * group, q_tile);
+    std::vector<std::uint8_t> tiles(std::size_t(q_tiles) + 1);
+    for (std::int64_t m = 0; m < q_tiles; ++m)
+        tiles[std::size_t(m)] = sm80::sole_dq_tile(bp.p.mask_kind, band, m, q_tile, group, sq, kv_tile);
+    bp.direct = {true, q_tile, kv_tile, tiles.data(), q_tiles};
+    std::vector<int> visits(std::size_t(q_tiles), 0), direct(std::size_t(q_tiles), 0);
+    for (int c = 0; c < bp.chunks.count; ++c)
+        for (std::int64_t n = 0; n * kv_tile < sk; ++n)
+            for (const sm80::QTile& t : walk(sm80::QTileSchedule(bp, band, 0, 0, n, c, sq, sk, q_tile, kv_tile))) {
+                ++visits[std::size_t(t.m_block)];
+                direct[std::size_t(t.m_block)] += t.direct;
+            }
+    for (std::int64_t m = 0; m < q_tiles; ++m) {
+        if (tiles[std::size_t(m)]) {
+            ASSERT_EQ(visits[std::size_t(m)], 1) << "q-tile " << m << " is direct but has " << visits[std::size_t(m)] << " visitors";
+            ASSERT_EQ(direct[std::size_t(m)], 1) << "q-tile " << m;
+            ++direct_count;
+        } else {
+            ASSERT_EQ(direct[std::size_t(m)], 0) << "q-tile " << m << " stored directly, yet not sole";
+        }
+    }
+}
+
+TEST(Sm80BackwardHost, DirectDqTiles) {
+    std::mt19937_64 rng(13);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    std::int64_t direct_count = 0;
+    for (int iter = 0; iter < 1500; ++iter) {
+        const std::int64_t sq = pick(0, 700), sk = pick(1, pick(0, 1) ? 150 : 600);
+        const int group = int(pick(0, 3) == 0 ? pick(1, 64) : pick(1, 6));
+        const int q_tile = 64, kv_tile = pick(0, 1) ? 64 : 128;
+        sm80::BackwardParams bp;
+        bp.p.group = group;
+        bp.p.heads_q = group;
+        bp.p.heads_kv = 1;
+        const std::int64_t q_tiles = core::num_tiles(sq * group, q_tile);
+        bp.chunks.length = pick(0, 1) ? std::int64_t(1) << 40 : pick(1, 6);
+        bp.chunks.count = int(std::max<std::int64_t>(1, core::ceil_div(q_tiles, bp.chunks.length)));
+        const core::CompressedBand builtin = random_band(pick, 70, 300, 300).for_sequence(sq, sk);
+        // Band tensors: non-decreasing edges with flat runs, jumps past a tile, and lo >= hi rows.
+        std::vector<std::int64_t> lo(std::size_t(sq) + 1), hi(std::size_t(sq) + 1);
+        std::int64_t l = pick(-20, 40), h = l + pick(-30, 60);
+        for (std::int64_t i = 0; i < sq; ++i) {
+            if (pick(0, 3) == 0) l += pick(0, pick(0, 1) ? 4 : 200);
+            if (pick(0, 3) == 0) h += pick(0, pick(0, 1) ? 4 : 200);
+            lo[std::size_t(i)] = l;
+            hi[std::size_t(i)] = h;
+        }
+        core::BandRows rows;
+        rows.lo = {lo.data(), true, 0, 1};
+        rows.hi = {hi.data(), true, 0, 1};
+        SCOPED_TRACE(::testing::Message() << "cf " << builtin.compress_factor << " delta " << builtin.diag_offset
+                                          << " window " << builtin.window_left << " Sq " << sq << " Sk " << sk
+                                          << " group " << group << " kv tile " << kv_tile);
+        const std::pair<MaskKind, core::SequenceBand> cases[] = {
+            {MaskKind::band, builtin},
+            {MaskKind::mask_mod, builtin},
+            {MaskKind::band_tensors, core::SequenceBand(core::TensorBand{rows, 0, 0, sk})}};
+        for (const auto& [kind, band] : cases) {
+            bp.p.mask_kind = kind;
+            expect_direct_tiles(bp, band, sq, sk, q_tile, kv_tile, direct_count);
+            if (HasFatalFailure()) return;
+        }
+    }
+    EXPECT_GT(direct_count, 1000);  // the direct path is exercised, not only its absence
+}
+
+// direct_dq_row, which the preprocess and the conversion ask per (dense row, query head), reads the
+// classification of the row's q-tile in its sequence, for every sequence of a varlen batch (empty ones
+// included) and of a fixed-length batch.
+TEST(Sm80BackwardHost, DirectDqRows) {
+    const std::vector<std::int32_t> cu_q = {0, 0, 113, 113, 400, 1203, 1204}, cu_k = {0, 50, 50, 50, 300, 501, 601};
+    for (int group : {1, 3, 16})
+        for (MaskKind kind : {MaskKind::band, MaskKind::mask_mod})
+            for (bool varlen : {true, false}) {
+                sm80::BackwardParams bp;
+                core::AttnParams& p = bp.p;
+                p.mask_kind = kind;
+                p.group = group;
+                p.heads_kv = 2;
+                p.heads_q = 2 * group;
+                p.band.causal = true;
+                p.band.compress_factor = 4;
+                p.band.has_diag_offset = true;
+                p.band.diag_offset = -7;
+                if (varlen) {
+                    p.batch = int(cu_q.size()) - 1;
+                    p.cu_seqlens_q = cu_q.data();
+                    p.cu_seqlens_k = cu_k.data();
+                    p.seqlen_q = 803;
+                    p.seqlen_k = 250;
+                } else {
+                    p.batch = 3;
+                    p.seqlen_q = 333;
+                    p.seqlen_k = 90;
+                }
+                const std::int64_t per_sequence = core::num_tiles(p.seqlen_q * group, 64);
+                std::vector<std::uint8_t> tiles(std::size_t(p.batch * per_sequence));
+                for (int b = 0; b < p.batch; ++b) {
+                    const core::Sequence seq = core::sequence(p, b);
+                    for (std::int64_t m = 0; m < per_sequence; ++m)
+                        tiles[std::size_t(b * per_sequence + m)] =
+                            sm80::sole_dq_tile(kind, core::sequence_band(p, b, seq), m, 64, group, seq.seqlen_q, 128);
+                }
+                bp.direct = {true, 64, 128, tiles.data(), per_sequence};
+                int direct = 0;
+                for (int b = 0; b < p.batch; ++b) {
+                    const core::Sequence seq = core::sequence(p, b);
+                    const core::SequenceBand band = core::sequence_band(p, b, seq);
+                    const std::int64_t row0 = varlen ? seq.row_q : b * p.seqlen_q;
+                    for (std::int64_t i = 0; i < seq.seqlen_q; ++i)
+                        for (int h = 0; h < p.heads_q; ++h) {
+                            const std::int64_t m = (i * group + h % group) / 64;
+                            const bool sole = sm80::sole_dq_tile(kind, band, m, 64, group, seq.seqlen_q, 128);
+                            ASSERT_EQ(sm80::direct_dq_row(bp, row0 + i, h), sole)
+                                << "sequence " << b << " row " << i << " head " << h;
+                            direct += sole;
+                        }
+                }
+                EXPECT_GT(direct, 0) << "group " << group << " kind " << int(kind) << " varlen " << varlen;
+            }
+}
+
 // Deterministic mode end to end on the host: every CTA of a varlen batch's grid (band or mask_mod,
 // chunked or not, kv tiles mapped as the kernels map them) as its sequence of turns (each q-tile's
 // dQ, then its chunk's dK / dV), launched in block order onto a GPU that holds only a few CTAs at once
