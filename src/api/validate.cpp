@@ -156,6 +156,8 @@ core::BandSpec band_spec(const Mask& m) {
     s.has_diag_offset = m.diag_offset.has_value();
     s.diag_offset = m.diag_offset.value_or(0);
     s.window_left = m.window_left.value_or(core::kNoWindow);
+    if (m.compress_factor >= 1 && m.compress_factor < (std::int64_t(1) << 31))  // else refused by validation
+        s.cf_div = core::FastDiv(std::uint32_t(m.compress_factor));
     return s;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "core/fast_div.h"
 #include "core/host_device.h"
 
 namespace ccattn::core {
@@ -43,8 +44,18 @@ struct CompressedBand {
     std::int64_t diag_offset = 0;
     std::int64_t window_left = kNoWindow;
     bool causal = false;
+    // cf's divider, computed on the host where the band came from a call's mask (BandSpec::cf_div);
+    // a band whose fields were set otherwise keeps divisor 1 and divides as floor_div_fast does.
+    FastDiv cf_div;
 
-    CCATTN_HD std::int64_t diag(std::int64_t i) const { return floor_div_fast(i + diag_offset, compress_factor); }
+    // The host's divider where it is this band's and i + delta lies in [0, 2^31) (every row but those
+    // a negative delta puts before the first key): a multiply-high in place of a division.
+    CCATTN_HD std::int64_t diag(std::int64_t i) const {
+        const std::int64_t a = i + diag_offset;
+        if (std::int64_t(cf_div.divisor) == compress_factor && 0 <= a && a < (std::int64_t(1) << 31))
+            return cf_div.div(std::uint32_t(a));
+        return floor_div_fast(a, compress_factor);
+    }
     CCATTN_HD std::int64_t lo(std::int64_t i) const {
         return window_left == kNoWindow ? 0 : clamp(diag(i) - window_left, 0, seqlen_k);
     }
@@ -83,6 +94,7 @@ struct BandSpec {
     bool has_diag_offset = false;
     std::int64_t diag_offset = 0;
     std::int64_t window_left = kNoWindow;
+    FastDiv cf_div;  // set with compress_factor by api::band_spec (CompressedBand::cf_div)
 
     CCATTN_HD CompressedBand for_sequence(std::int64_t seqlen_q, std::int64_t seqlen_k) const {
         CompressedBand b;
@@ -91,6 +103,7 @@ struct BandSpec {
         b.diag_offset = has_diag_offset ? diag_offset : default_diag_offset(compress_factor, seqlen_q, seqlen_k);
         b.window_left = window_left;
         b.causal = causal;
+        b.cf_div = cf_div;
         return b;
     }
 };

@@ -43,11 +43,11 @@ struct SequenceBand {
         else formula.rows_seeing(j, seqlen_q, begin, end);
     }
 
-    // Both limits of row i at once: one (32-bit where it fits) division for the built-in band.
+    // Both limits of row i at once: one division (CompressedBand::diag) for the built-in band.
     CCATTN_HD RowLimits limits(std::int64_t i) const {
         if (from_tensors) return {tensors.lo(i), tensors.hi(i)};
         const CompressedBand& b = formula;
-        const std::int64_t diag = floor_div_fast(i + b.diag_offset, b.compress_factor);
+        const std::int64_t diag = b.diag(i);
         return {b.window_left == kNoWindow ? 0 : clamp(diag - b.window_left, 0, b.seqlen_k),
                 b.causal ? clamp(diag + 1, 0, b.seqlen_k) : b.seqlen_k};
     }

@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         PipelineState write_v = cutlass::make_producer_start_state<Pipeline>();
         for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
             const WorkTile work = scheduler.tile(w);
-            const Info info(params.attn, work, scheduler.splits);
+            const Info info(params.attn, work, scheduler);
             if (info.num_steps > 0)
                 Producer<Traits>::load(params, info, work, smem, pipeline_k, pipeline_v, write_k, write_v);
         }
@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         }
         for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
             const WorkTile work = scheduler.tile(w);
-            const Info info(params.attn, work, scheduler.splits);
+            const Info info(params.attn, work, scheduler);
             if (!info.in_sequence) continue;
             const bool split = scheduler.splits > 1;
             if (info.num_steps == 0) {

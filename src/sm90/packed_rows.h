@@ -20,11 +20,11 @@ struct PackedRowWalk {
 
     // Packed rows stay below 2^31 (sm90::unsupported_reason), so 32-bit arithmetic holds them.
     template <class Info>
-    CCATTN_HD PackedRowWalk(const Info& info, int r0) : pack(std::uint32_t(info.pack)) {
+    CCATTN_HD PackedRowWalk(const Info& info, int r0) : pack(info.pack_div.divisor) {
         const std::uint32_t u = std::uint32_t(info.row_begin + r0);
-        query = u / pack;
+        query = info.pack_div.div(u);
         lane = u - query * pack;
-        step_q = std::uint32_t(kStep) / pack;
+        step_q = info.pack_div.div(std::uint32_t(kStep));
         step_lane = std::uint32_t(kStep) - step_q * pack;
     }
 

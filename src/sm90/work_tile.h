@@ -10,19 +10,9 @@
 #include "core/band_source.h"
 #include "core/params.h"
 #include "core/schedule.h"
+#include "sm90/tile_scheduler.h"
 
 namespace ccattn::sm90 {
-
-// q-tile m_block of (batch, head). For the band and mask_mod paths `head` is a KV head and the
-// tile holds kBlockM packed rows of its G query heads (packed row r = query r / G of head
-// head * G + r % G). Block-sparse lists are per query head, so there `head` is a query head and
-// rows are not packed.
-struct WorkTile {
-    std::int64_t m_block = 0;
-    int head = 0;
-    int batch = 0;
-    int split = 0;  // split-KV: which share of the tile's kv steps (TileScheduler::splits)
-};
 
 // How a kv tile's scores are masked in registers: not at all (full tile), by the band
 // lo(i) <= j < hi(i), or only by the end of the sequence (a block-sparse full tile that
@@ -39,6 +29,7 @@ struct WorkInfo {
     core::Sequence seq;
     std::int64_t row_begin = 0;  // first packed row of the tile
     int pack = 1;                // packed rows per query position
+    core::FastDiv pack_div;      // the scheduler's divider by pack
     int head0 = 0;               // query head of packed row 0; row r has head head0 + r % pack
     int kv_head = 0;
     int num_steps = 0;           // 0: nothing visible (or the tile lies past the sequence)
@@ -55,10 +46,13 @@ struct WorkInfo {
     int num_partial = 0;
     int seqlen_k = 0;
 
-    CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w, int splits = 1) {
+    // s: the scheduler that handed out w (its splits and its divider by the pack).
+    CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w, const TileScheduler& s) {
         seq = core::sequence(p, w.batch);
         const bool sparse = p.mask_kind == MaskKind::block_sparse;
-        pack = sparse ? 1 : p.group;
+        const int splits = s.splits;
+        pack_div = s.pack;
+        pack = int(pack_div.divisor);
         head0 = sparse ? w.head : w.head * p.group;
         kv_head = sparse ? w.head / p.group : w.head;
         row_begin = w.m_block * kBlockM;
@@ -82,8 +76,7 @@ struct WorkInfo {
         const core::TileRange range =
             p.mask_kind == MaskKind::mask_mod
                 ? core::make_range(0, core::num_tiles(seq.seqlen_k, kBlockN), 0, 0)
-                : core::kv_tile_range(core::sequence_band(p, w.batch, seq),
-                                      core::query_span(w.m_block, kBlockM, pack, seq.seqlen_q), kBlockN);
+                : core::kv_tile_range(core::sequence_band(p, w.batch, seq), query_span(), kBlockN);
         tile_end = int(range.end);
         full_begin = int(range.full_begin);
         full_end = int(range.full_end);
@@ -115,13 +108,18 @@ struct WorkInfo {
         return {n, full_begin <= n && n < full_end ? Masking::none : Masking::band};
     }
 
+    // The query positions of the tile's rows (core::query_span, by the divider).
+    CCATTN_HD core::RowSpan query_span() const {
+        const std::int64_t end = core::min(row_begin + kBlockM, seq.seqlen_q * pack);
+        return {pack_div.div(std::uint32_t(row_begin)), std::int64_t(pack_div.div(std::uint32_t(end - 1))) + 1};
+    }
+
     // Whether packed row r of the tile is a row of the sequence.
     CCATTN_HD bool holds_row(int r) const { return row_begin + r < seq.seqlen_q * pack; }
     // Packed row r of the tile (0-based within the tile) -> query position and query head. Packed
-    // rows stay below 2^31 (sm90::unsupported_reason): 32-bit division, a few instructions where the
-    // 64-bit one is a call of ~70 (the epilogue and the Q gather take eight rows a thread per tile).
-    CCATTN_HD std::int64_t query_of(int r) const { return std::uint32_t(row_begin + r) / std::uint32_t(pack); }
-    CCATTN_HD int head_of(int r) const { return head0 + int(std::uint32_t(row_begin + r) % std::uint32_t(pack)); }
+    // rows stay below 2^31 (sm90::unsupported_reason), so the host's divider applies.
+    CCATTN_HD std::int64_t query_of(int r) const { return pack_div.div(std::uint32_t(row_begin + r)); }
+    CCATTN_HD int head_of(int r) const { return head0 + int(pack_div.mod(std::uint32_t(row_begin + r))); }
 };
 
 }  // namespace ccattn::sm90

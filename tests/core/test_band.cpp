@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "core/band.h"
@@ -146,6 +147,29 @@ TEST(CompressedBand, RowsSeeingSolvesTheBandForRows) {
                                     << " causal=" << causal;
                         }
                     }
+}
+
+// The host's divider (BandSpec::cf_div, as api::band_spec sets it) gives the diagonal floor_div gives,
+// for negative and large i + delta alike (the divider covers [0, 2^31), floor_div_fast the rest).
+TEST(CompressedBand, DividerMatchesFloorDiv) {
+    std::mt19937_64 rng(23);
+    auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+    for (int iter = 0; iter < 20000; ++iter) {
+        BandSpec spec;
+        spec.causal = true;
+        spec.compress_factor = pick(0, 3) ? pick(1, 80) : pick(1, (std::int64_t(1) << 31) - 1);
+        spec.cf_div = FastDiv(std::uint32_t(spec.compress_factor));
+        spec.has_diag_offset = true;
+        spec.diag_offset = pick(0, 3) ? pick(-300, 300) : pick(-(std::int64_t(1) << 40), std::int64_t(1) << 40);
+        const CompressedBand band = spec.for_sequence(1000, std::int64_t(1) << 40);
+        ASSERT_EQ(band.cf_div.divisor, spec.compress_factor);
+        for (std::int64_t i : {std::int64_t(0), pick(0, 1000), pick(0, std::int64_t(1) << 33),
+                               (std::int64_t(1) << 31) - 1 - spec.diag_offset, (std::int64_t(1) << 31) - spec.diag_offset}) {
+            if (i < 0) continue;
+            ASSERT_EQ(band.diag(i), floor_div(i + spec.diag_offset, spec.compress_factor))
+                << "i " << i << " delta " << spec.diag_offset << " cf " << spec.compress_factor;
+        }
+    }
 }
 
 TEST(BandSpec, DefaultDiagonalOffset) {

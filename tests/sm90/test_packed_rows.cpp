@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "core/fast_div.h"
 #include "sm90/packed_rows.h"
 
 namespace ccattn {
@@ -12,12 +13,12 @@ namespace {
 
 struct TileRows {  // the two WorkInfo fields the walk reads
     std::int64_t row_begin;
-    int pack;
+    core::FastDiv pack_div;
 };
 
 template <int kStep>
 void expect_walk_matches_division(std::int64_t row_begin, int pack, int r0, int steps) {
-    sm90::PackedRowWalk<kStep> walk(TileRows{row_begin, pack}, r0);
+    sm90::PackedRowWalk<kStep> walk(TileRows{row_begin, core::FastDiv(std::uint32_t(pack))}, r0);
     for (int k = 0; k < steps; ++k, walk.next()) {
         const std::int64_t row = row_begin + r0 + std::int64_t(k) * kStep;
         ASSERT_EQ(walk.query, std::uint32_t(row / pack)) << "pack " << pack << " row " << row;

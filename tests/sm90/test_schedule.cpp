@@ -63,7 +63,7 @@ void check_work_tiles(const core::AttnParams& p) {
         ASSERT_LE(wt.m_block, previous_m);
         previous_m = wt.m_block;
         ASSERT_TRUE(seen.emplace(wt.m_block, wt.head, wt.batch).second);
-        const sm90::WorkInfo<kBlockM, kBlockN> info(p, wt);
+        const sm90::WorkInfo<kBlockM, kBlockN> info(p, wt, s);
         const core::Sequence seq = core::sequence(p, wt.batch);
         ASSERT_EQ(info.in_sequence, wt.m_block * kBlockM < seq.seqlen_q * p.group);
         if (!info.in_sequence) continue;
@@ -121,6 +121,49 @@ TEST(Sm90Schedule, BandsAgainstBruteForce) {
         }
 }
 
+// The tile mapping by the host's dividers: level-major (the last q-tile first), each level's
+// (head, batch, split) triples rotated one further than the level before, for extents of every size
+// class (1, powers of two, odd, around the 2^31 limit of the fast path).
+TEST(Sm90Schedule, TileMappingMatchesDivision) {
+    for (int heads : {1, 2, 3, 8, 64})
+        for (int batch : {1, 5, 16})
+            for (int splits : {1, 2, 7}) {
+                core::AttnParams p;
+                p.batch = batch;
+                p.heads_kv = heads;
+                p.group = 3;
+                p.heads_q = 3 * heads;
+                p.seqlen_q = 1000;
+                const sm90::TileScheduler s = sm90::TileScheduler::make(p, 128, splits);
+                const std::int64_t per_m = std::int64_t(heads) * batch * splits;
+                for (std::int64_t w = 0; w < s.num_tiles(); ++w) {
+                    const sm90::WorkTile t = s.tile(w);
+                    const std::int64_t level = w / per_m, rest = (w % per_m + level) % per_m;
+                    ASSERT_EQ(t.m_block, s.num_m_blocks - 1 - level) << w;
+                    ASSERT_EQ(t.split, rest % splits) << w;
+                    ASSERT_EQ(t.head, rest / splits % heads) << w;
+                    ASSERT_EQ(t.batch, rest / splits / heads) << w;
+                }
+            }
+    // Near the limit: the last tiles of a grid just under 2^31 tiles, and one just over (64-bit path).
+    for (std::int64_t seqlen : {(std::int64_t(1) << 31) / 64 * 128 - 128, (std::int64_t(1) << 31) / 64 * 128 + 128}) {
+        core::AttnParams p;
+        p.batch = 4;
+        p.heads_kv = 16;
+        p.group = 1;
+        p.heads_q = 16;
+        p.seqlen_q = seqlen;
+        const sm90::TileScheduler s = sm90::TileScheduler::make(p, 128);
+        for (std::int64_t w = s.num_tiles() - 3000; w < s.num_tiles(); ++w) {
+            const sm90::WorkTile t = s.tile(w);
+            const std::int64_t level = w / 64, rest = (w % 64 + level) % 64;
+            ASSERT_EQ(t.m_block, s.num_m_blocks - 1 - level) << w;
+            ASSERT_EQ(t.head, rest % 16) << w;
+            ASSERT_EQ(t.batch, rest / 16) << w;
+        }
+    }
+}
+
 // The static round-robin spreads the work of uneven varlen sequences over the CTAs: the benchmark's
 // six documents (cf 16, delta -31, 4 KV heads x G 8) on 132 CTAs; no CTA gets more than 1.1x the mean
 // work (without the per-level rotation each CTA met 2 of the 6 documents: up to 2.07x the mean).
@@ -137,7 +180,7 @@ TEST(Sm90Schedule, RoundRobinBalancesVarlen) {
     std::vector<std::int64_t> steps(kGrid, 0);
     std::int64_t total = 0;
     for (std::int64_t w = 0; w < s.num_tiles(); ++w) {
-        const sm90::WorkInfo<128, 128> info(h.p, s.tile(w));
+        const sm90::WorkInfo<128, 128> info(h.p, s.tile(w), s);
         if (!info.in_sequence) continue;
         steps[std::size_t(w % kGrid)] += info.num_steps + 1;  // + 1: a tile's fixed cost (Q load, epilogue)
         total += info.num_steps + 1;
@@ -161,7 +204,7 @@ TEST(Sm90Schedule, BlockSparseLists) {
     ASSERT_EQ(s.num_m_blocks, 3);
     ASSERT_EQ(s.heads, 6);
     using Info = sm90::WorkInfo<128, 128>;
-    const Info t0(p, {0, 4, 0});
+    const Info t0(p, {0, 4, 0}, s);
     ASSERT_EQ(t0.num_steps, 2);
     EXPECT_EQ(t0.step(0).n, 1);
     EXPECT_EQ(t0.step(0).masking, sm90::Masking::band);
@@ -170,13 +213,13 @@ TEST(Sm90Schedule, BlockSparseLists) {
     EXPECT_EQ(t0.kv_head, 1);
     EXPECT_EQ(t0.head_of(77), 4);
     EXPECT_EQ(t0.query_of(77), 77);
-    const Info t1(p, {1, 5, 0});
+    const Info t1(p, {1, 5, 0}, s);
     ASSERT_EQ(t1.num_steps, 1);
     EXPECT_EQ(t1.step(0).n, 1);
     EXPECT_EQ(t1.step(0).masking, sm90::Masking::seqlen);  // keys 128..255 of a 200-key sequence
     EXPECT_EQ(t1.query_of(3), 131);
-    EXPECT_EQ(Info(p, {2, 0, 0}).num_steps, 0);
-    EXPECT_FALSE(Info(p, {3, 0, 0}).in_sequence);
+    EXPECT_EQ(Info(p, {2, 0, 0}, s).num_steps, 0);
+    EXPECT_FALSE(Info(p, {3, 0, 0}, s).in_sequence);
 }
 
 
@@ -199,12 +242,12 @@ void check_splits(const core::AttnParams& p, int splits) {
     }
     for (std::int64_t w = 0; w < whole.num_tiles(); ++w) {
         const sm90::WorkTile wt = whole.tile(w);
-        const sm90::WorkInfo<kBlockM, kBlockN> unsplit(p, wt);
+        const sm90::WorkInfo<kBlockM, kBlockN> unsplit(p, wt, whole);
         std::vector<int> joined;
         for (int k = 0; k < splits; ++k) {
             sm90::WorkTile part = wt;
             part.split = k;
-            const sm90::WorkInfo<kBlockM, kBlockN> info(p, part, splits);
+            const sm90::WorkInfo<kBlockM, kBlockN> info(p, part, s);
             ASSERT_LE(info.num_steps, (unsplit.num_steps + splits - 1) / splits);
             int lo = 1 << 30, hi = -1;
             for (int i = 0; i < info.num_steps; ++i) {
@@ -252,7 +295,8 @@ TEST(Sm90Schedule, SplitsOfBlockSparseLists) {
     p.sparse_partial = {partial_count.data(), partial_index.data(), 3, 0, 1, 3, 0, 1};
     for (int splits : {2, 3}) check_splits<128, 128>(p, splits);
     using Info = sm90::WorkInfo<128, 128>;
-    const Info first(p, {0, 4, 0, 0}, 2), second(p, {0, 4, 0, 1}, 2);
+    const sm90::TileScheduler halves = sm90::TileScheduler::make(p, 128, 2);
+    const Info first(p, {0, 4, 0, 0}, halves), second(p, {0, 4, 0, 1}, halves);
     ASSERT_EQ(first.num_steps, 1);
     EXPECT_EQ(first.step(0).n, 1);
     EXPECT_EQ(first.step(0).masking, sm90::Masking::band);
