@@ -2,8 +2,8 @@
 // tile sizes, shared memory), cuts the q range into chunks when the kv-tiles alone cannot fill the GPU,
 // allocates the fp32 workspaces on the stream (cudaMallocAsync, freed with cudaFreeAsync when the call
 // returns) and runs preprocess -> block-sparse bit lists -> main kernel -> conversions of the fp32
-// accumulators (dQ's only for q-tiles of several visitors: DirectDq); in deterministic mode the main kernel adds in a fixed order, through turn counters
-// (AddOrder). The runtime -> compile-time dispatch (head dims, then dtype) of sm80's main kernel is
+// accumulators (dQ's only for q-tiles of several visitors: DirectDq); in deterministic mode the main
+// kernel adds in a fixed order, through turn counters (AddOrder). The runtime -> compile-time dispatch (head dims, then dtype) of sm80's main kernel is
 // sm80_main; the Hopper kernel brings its own (src/sm90/backward.cu).
 #include <cstdint>
 #include <cstdlib>
@@ -156,7 +156,8 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
     const bool chunked = bp.chunks.count > 1;
 
     // Workspace: fp32 dQ accumulator and D, the block-sparse bit sets, the fp32 dK and dV accumulators
-    // of a chunked q range, the direct q-tiles. Nothing is written to the outputs unless every allocation succeeded.
+    // of a chunked q range, the direct q-tiles. Nothing is written to the outputs unless every
+    // allocation succeeded.
     auto stream = static_cast<cudaStream_t>(p.stream);
     Workspace ws(stream);
     const std::int64_t pairs = p.total_q * p.heads_q;

@@ -70,12 +70,11 @@ struct AddOrder {
 
 // Q-tiles whose dQ one CTA alone produces (sole_dq_tile, backward_schedule.h) bypass the fp32 dQ
 // accumulator: that CTA stores dQ in the output dtype, the preprocess leaves their accumulator rows
-// alone and the conversion skips them. Where keys are few (NSA's compressed branch at training
-// lengths: 127-1023 keys a sequence) that is most q-tiles, and the accumulator's traffic (zeroing, the
-// reduce-adds' reads and write-backs, the conversion's read) is 8x the bytes of dQ itself. Off for
-// block-sparse lists, whose visitors only the device knows; the tile sizes are the main kernel's.
-// A small kernel classifies every q-tile once (tiles), and the main kernel, the preprocess and the
-// conversion all read that one classification.
+// alone and the conversion skips them. The driver turns it on for the built-in band without
+// deterministic mode where the keys fit two kv tiles (most q-tiles direct; measured faster there and
+// not beyond, bench/NOTES.md v17); the tile sizes are the main kernel's. A small kernel classifies every
+// q-tile once (tiles), and the main kernel, the preprocess and the conversion all read that one
+// classification.
 struct DirectDq {
     bool on = false;
     int q_tile = 64, kv_tile = 128;

@@ -125,11 +125,11 @@ struct BackwardConsumer {
     }
 
     // This warp group's dQ half of a q-tile stored (the CTA is its only visitor: QTile::direct) or added
-    // into the fp32 dQ accumulator. By TMA: staged in
-    // shared memory as the swizzled boxes the tensor map describes (column pairs as st.shared.v2.f32,
-    // conflict-free), then one reduce-add (cp.reduce.async.bulk.tensor .add) per 32-column box, issued
-    // by one thread, so that no warp of the group waits on a per-row issue loop. The staging buffer is
-    // reused once the previous reduce-adds have read it. Tiles that do not move by TMA add their rows
+    // into the fp32 dQ accumulator. By TMA: staged in shared memory as the swizzled boxes the tensor map
+    // describes (column pairs as st.shared.v2.f32, conflict-free), then one reduce-add
+    // (cp.reduce.async.bulk.tensor .add) per 32-column box, issued by one thread, so that no warp of the
+    // group waits on a per-row issue loop. The staging buffer is reused once the previous reduce-adds
+    // have read it. Tiles that do not move by TMA add their rows
     // with float2 atomics. In deterministic mode the issuer takes the group's turn around the
     // reduce-adds and waits for them to complete (not only to have read the buffer) before passing it.
     template <class Acc, class Coords>
