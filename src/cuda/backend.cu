@@ -128,14 +128,17 @@ Status dispatch(const core::AttnParams& p, bool backward, Sm90Supports&& sm90_su
     int cc = 0;
     if (!(s = compute_capability(cc)).ok()) return s;
     if (cc < 80) return below_sm80(cc);
-    if (!p.check_band_rows) return use_sm90(cc) && sm90_supports(p) ? sm90_kernel(p) : sm80_kernel(p);
+    const bool hopper = use_sm90(cc) && sm90_supports(p);
+    if (!p.check_band_rows) return hopper ? sm90_kernel(p) : sm80_kernel(p);
     // Band tensors, checked on the device before anything is written; the same pass counts the
-    // backward's q-tile visits for its chunks (both families use sm80's backward tiles).
+    // backward's q-tile visits, with the tiles of the kernel that runs, for its chunks.
     core::AttnParams checked = p;
-    sm80::BackwardTile tile;
-    const bool counts = backward && sm80::backward_tile_for(p.dim_qk, p.dim_v, tile);
-    if (!(s = check_band_rows(p, counts ? &tile : nullptr, checked.band_visits)).ok()) return s;
-    return use_sm90(cc) && sm90_supports(checked) ? sm90_kernel(checked) : sm80_kernel(checked);
+    sm80::BackwardTile sm80_tile;
+    const bool counts = backward && sm80::backward_tile_for(p.dim_qk, p.dim_v, sm80_tile);
+    const sm80::KernelTiles tiles = hopper ? sm90::backward_tiles(p.dim_qk, p.dim_v)
+                                           : sm80::KernelTiles{sm80_tile.q_tile, sm80_tile.kv_tile};
+    if (!(s = check_band_rows(p, counts ? &tiles : nullptr, checked.band_visits)).ok()) return s;
+    return hopper ? sm90_kernel(checked) : sm80_kernel(checked);
 }
 
 }  // namespace

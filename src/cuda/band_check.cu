@@ -44,7 +44,7 @@ __global__ void band_check_kernel(const __grid_constant__ core::AttnParams p, Ba
 }
 
 // Thread n of row b: kv tile n of sequence b (the grid covers the longest sequence's tiles).
-__global__ void band_visits_kernel(const __grid_constant__ core::AttnParams p, sm80::BackwardTile tile,
+__global__ void band_visits_kernel(const __grid_constant__ core::AttnParams p, sm80::KernelTiles tile,
                                    BandCheckResult* result) {
     const std::int64_t n = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
     for (int b = blockIdx.y; b < p.batch; b += gridDim.y) {
@@ -68,7 +68,7 @@ __global__ void band_check_describe_kernel(const __grid_constant__ core::AttnPar
 
 }  // namespace
 
-Status check_band_rows(const core::AttnParams& p, const sm80::BackwardTile* tile, std::int64_t& visits) {
+Status check_band_rows(const core::AttnParams& p, const sm80::KernelTiles* tile, std::int64_t& visits) {
     visits = 0;
     if (p.batch == 0 || p.seqlen_q == 0) return Status::success();  // seqlen_q: the longest sequence
     auto stream = static_cast<cudaStream_t>(p.stream);

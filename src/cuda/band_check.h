@@ -16,6 +16,6 @@ namespace ccattn::cuda {
 // mask.hi with the first offending row and sequence, as on the host; nothing else is written. With
 // `tile` (the backward's tiles), `visits` gets the q-tile visits summed over every sequence's kv
 // tiles (one KV head), as core::q_tile_range counts them.
-Status check_band_rows(const core::AttnParams& p, const sm80::BackwardTile* tile, std::int64_t& visits);
+Status check_band_rows(const core::AttnParams& p, const sm80::KernelTiles* tile, std::int64_t& visits);
 
 }  // namespace ccattn::cuda

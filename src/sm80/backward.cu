@@ -94,14 +94,25 @@ bool direct_dq_allowed() {
 
 }  // namespace
 
-Status backward(const core::AttnParams& p) { return backward_with(p, &sm80_main, 1); }
-
-Status backward_with(const core::AttnParams& p, BackwardMain main, int add_groups) {
+Status backward(const core::AttnParams& p) {
     BackwardTile tile;
     if (!backward_tile_for(p.dim_qk, p.dim_v, tile))  // the backend dispatch checked head dims already
         return Status::unsupported("q", "no sm80 backward for head dims " + std::to_string(p.dim_qk) + "/" +
                                             std::to_string(p.dim_v));
+    int device = 0, smem_limit = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (err != cudaSuccess) return cuda::cuda_status(err, "device query");
+    const int smem = backward_smem_bytes(tile, p.dim_qk, p.dim_v);
+    if (smem > smem_limit)
+        return Status::unsupported("q", "the CUDA backward for head dim " + std::to_string(p.dim_qk) + " needs " +
+                                            std::to_string(smem) + " bytes of shared memory per block; this GPU has " +
+                                            std::to_string(smem_limit));
+    return backward_with(p, {&sm80_main, {tile.q_tile, tile.kv_tile}, 1});
+}
 
+Status backward_with(const core::AttnParams& p, const BackwardKernel& kernel) {
+    const KernelTiles tile = kernel.tiles;
     BackwardParams bp;
     bp.p = p;
     const bool sparse = p.mask_kind == MaskKind::block_sparse;
@@ -131,17 +142,11 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
         bp.sparse.q_subtiles = int(tm / tile.q_tile);
     }
 
-    int device = 0, smem_limit = 0, sms = 0;
+    int device = 0, sms = 0;
     cudaError_t err = cudaGetDevice(&device);
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
     if (err != cudaSuccess) return cuda::cuda_status(err, "device query");
     if (Status s = cuda::retain_pool_memory(device); !s.ok()) return s;
-    const int smem = backward_smem_bytes(tile, p.dim_qk, p.dim_v);
-    if (smem > smem_limit)
-        return Status::unsupported("q", "the CUDA backward for head dim " + std::to_string(p.dim_qk) + " needs " +
-                                            std::to_string(smem) + " bytes of shared memory per block; this GPU has " +
-                                            std::to_string(smem_limit));
 
     bp.chunks = q_chunks(p, tile, bp.sparse, sms);
     // Measured (H100, bench/NOTES.md v17): +11% with every q-tile direct (127 keys a sequence), +5% with
@@ -166,10 +171,10 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
     // Deterministic mode: the turn counters of every (batch, KV head) q-tile and, with chunks, kv tile.
     AddOrder& order = bp.order;
     order.heads_kv = p.heads_kv;
-    order.groups = add_groups;
+    order.groups = kernel.add_groups;
     order.q_tiles = p.deterministic ? core::num_tiles(p.seqlen_q * p.group, tile.q_tile) : 0;
     order.kv_tiles = p.deterministic && chunked ? core::num_tiles(p.seqlen_k, tile.kv_tile) : 0;
-    const std::int64_t per_head = std::int64_t(p.batch) * p.heads_kv * add_groups;
+    const std::int64_t per_head = std::int64_t(p.batch) * p.heads_kv * kernel.add_groups;
     const std::int64_t dq_turns = per_head * order.q_tiles, turns = dq_turns + per_head * order.kv_tiles;
     unsigned long long *visit = nullptr, *full = nullptr;
     int* turn = nullptr;
@@ -215,7 +220,7 @@ Status backward_with(const core::AttnParams& p, BackwardMain main, int add_group
         else backward_preprocess_kernel<cutlass::half_t><<<grid, kBlock, 0, stream>>>(bp, lanes);
         if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "preprocess");
     }
-    if ((err = main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
+    if ((err = kernel.main(bp, stream)) != cudaSuccess) return cuda::cuda_status(err, "main kernel");
     const bool varlen = p.varlen();
     if ((err = convert({bp.dq_accum, p.dq, p.dq_strides, p.total_q, p.seqlen_q, p.heads_q, p.dim_qk, varlen, p.scale},
                        bp, bf16, stream)) != cudaSuccess)

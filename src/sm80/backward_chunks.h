@@ -19,7 +19,7 @@ namespace ccattn::sm80 {
 // band tensors the visits the backend's device check counted (p.band_visits; unchecked tensors, not
 // read on the host, like mask_mod); every q-tile for mask_mod, every q-tile of every query head for
 // block-sparse lists (a dense bound).
-inline QChunks q_chunks(const core::AttnParams& p, const BackwardTile& tile, const SparseBits& sparse, int sms) {
+inline QChunks q_chunks(const core::AttnParams& p, KernelTiles tile, const SparseBits& sparse, int sms) {
     constexpr int kWaves = 4;
     constexpr std::int64_t kMinChunk = 8;
     const std::int64_t kv_tiles = core::num_tiles(p.seqlen_k, tile.kv_tile);

@@ -101,7 +101,7 @@ template <int kDqk, int kDv, DType kDType>
 cudaError_t launch_backward(const BackwardParams& params, cudaStream_t stream);
 
 // A main kernel family (sm80's, or the Hopper kernel in src/sm90) behind the shared host driver:
-// it reads the workspaces and schedule of BackwardParams and uses sm80::backward_tile's tile sizes.
+// it reads the workspaces and schedule of BackwardParams, laid out for its tiles (BackwardKernel).
 using BackwardMain = cudaError_t (*)(const BackwardParams& params, cudaStream_t stream);
 
 }  // namespace ccattn::sm80

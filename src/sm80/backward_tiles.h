@@ -12,6 +12,13 @@ struct BackwardTile {
     int q_tile, kv_tile, warps, atom_m_sdp, atom_m_dkv, atom_m_dq, stages;
 };
 
+// A backward main kernel's tiles as the shared host driver sees them (chunks, block-sparse checks,
+// direct dQ, deterministic turns) and the band-tensor check counts visits with: packed query rows per
+// q-tile, keys per CTA. sm80's come from backward_tile, the Hopper kernel's from its own table.
+struct KernelTiles {
+    int q_tile, kv_tile;
+};
+
 template <int kDqk, int kDv>
 constexpr BackwardTile backward_tile() {
     // hdim 64: dK+dV cost 64 fp32 registers a thread, so a 128-key tile halves Q/dO reloads; 96 KB smem.

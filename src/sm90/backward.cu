@@ -1,12 +1,11 @@
 // The Hopper backward's entry points: what it supports, and the runtime -> compile-time dispatch
 // onto the instantiations (dtype x head dims) under src/sm90/instantiations/. The host work around
-// the main kernel is the shared driver sm80::backward_with.
+// the main kernel is the shared driver sm80::backward_with, with this kernel's tiles.
 #include <cstdint>
 #include <string>
 
 #include <cutlass/numeric_types.h>
 
-#include "sm80/backward_tiles.h"
 #include "sm80/sm80.h"
 #include "sm90/backward_launch.h"
 #include "sm90/backward_traits.h"
@@ -23,16 +22,12 @@ cudaError_t main_for_dtype(const sm80::BackwardParams& bp, cudaStream_t stream) 
 
 // supports_backward(p) checked the head dims.
 cudaError_t backward_main(const sm80::BackwardParams& bp, cudaStream_t stream) {
-    return bp.p.dim_qk == 64 ? main_for_dtype<64, 64>(bp, stream) : main_for_dtype<128, 128>(bp, stream);
+    switch (bp.p.dim_qk) {
+        case 64: return main_for_dtype<64, 64>(bp, stream);
+        case 128: return main_for_dtype<128, 128>(bp, stream);
+        default: return main_for_dtype<192, 128>(bp, stream);
+    }
 }
-
-// The Hopper kernel shares the sm80 driver's tile sizes (chunks, block-sparse checks).
-constexpr bool same_tiles(int dqk, int dv) {
-    return sm80::backward_tile<64, 64>().q_tile == 64 && sm80::backward_tile<64, 64>().kv_tile == 128 &&
-           sm80::backward_tile<128, 128>().q_tile == 64 && sm80::backward_tile<128, 128>().kv_tile == 128 &&
-           has_backward_tile(dqk, dv);
-}
-static_assert(same_tiles(64, 64) && same_tiles(128, 128));
 
 }  // namespace
 
@@ -47,8 +42,12 @@ bool supports_backward(const core::AttnParams& p) {
 
 Status backward(const core::AttnParams& p) {
     if (!supports_backward(p)) return Status::unsupported("q", "the sm90 backward does not run this call");
-    // The two consumer warp groups add disjoint halves (dQ columns, dK / dV keys), each in its own turn.
-    return sm80::backward_with(p, &backward_main, 2);
+    // The two consumer warp groups add disjoint halves (dQ columns, dK / dV keys), each in its own turn;
+    // where dQ goes by 64-column blocks (Dqk 192: BackwardTraits::kDqByBlocks) each block takes its own.
+    const int add_groups = p.dim_qk > 128 ? p.dim_qk / 64 : 2;
+    return sm80::backward_with(p, {&backward_main, backward_tiles(p.dim_qk, p.dim_v), add_groups});
 }
+
+sm80::KernelTiles backward_tiles(int, int) { return {kBackwardBlockM, kBackwardBlockN}; }  // alike for every pair
 
 }  // namespace ccattn::sm90

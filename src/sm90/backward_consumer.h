@@ -4,10 +4,12 @@
 //   Pᵀ = exp2(Sᵀ scale log2e - lse log2e)      masked pairs 0, while dPᵀ runs
 //   dSᵀ = Pᵀ (dPᵀ - D)                          then dV += Pᵀ dO and dK += dSᵀ Q are issued (16-bit
 //                                               register A operands), and dSᵀ goes to shared memory
-//   dQ = dS K                                   both warp groups' dSᵀ; warp group w: head-dim half w,
-//                                               staged in shared memory and added into the fp32 dQ
-//                                               accumulator by TMA reduce-adds (stored directly
-//                                               where this CTA is the q-tile's only visitor)
+//   dQ = dS K                                   both warp groups' dSᵀ; warp group w: head-dim half w
+//                                               (at Dqk 192: every other 64-column block), staged in
+//                                               shared memory and added into the fp32 dQ accumulator
+//                                               by TMA reduce-adds (stored directly where this CTA is
+//                                               the q-tile's only visitor)
+// At Dqk 192 the first four steps run twice per q-tile, on 32 rows each (BackwardTraits::kParts).
 // At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
 // Deterministic mode orders the dQ and chunked dK / dV additions between CTAs (sm80::AddOrder).
 #pragma once
@@ -124,25 +126,28 @@ struct BackwardConsumer {
         if (leader) gpu::pass_turn(turn);
     }
 
-    // This warp group's dQ half of a q-tile stored (the CTA is its only visitor: QTile::direct) or added
-    // into the fp32 dQ accumulator. By TMA: staged in shared memory as the swizzled boxes the tensor map
-    // describes (column pairs as st.shared.v2.f32, conflict-free), then one reduce-add
-    // (cp.reduce.async.bulk.tensor .add) per 32-column box, issued by one thread, so that no warp of the
-    // group waits on a per-row issue loop. The staging buffer is reused once the previous reduce-adds
-    // have read it. Tiles that do not move by TMA add their rows
-    // with float2 atomics. In deterministic mode the issuer takes the group's turn around the
-    // reduce-adds and waits for them to complete (not only to have read the buffer) before passing it.
-    template <class Acc, class Coords>
+    // This warp group's dQ columns [col0, col0 + kCols) of a q-tile (coordinates cq: packed row, dQ column)
+    // stored (the CTA is its only visitor: QTile::direct) or added into the fp32 dQ accumulator. By TMA:
+    // staged in shared memory as the swizzled boxes the tensor map describes (column pairs as
+    // st.shared.v2.f32, conflict-free), then one reduce-add (cp.reduce.async.bulk.tensor .add) per
+    // 32-column box, issued by one thread, so that no warp of the group waits on a per-row issue loop.
+    // The staging buffer is reused once the previous reduce-adds have read it. Tiles that do not move
+    // by TMA add their rows with float2 atomics. In deterministic mode the issuer takes the group's
+    // turn around the reduce-adds and waits for them to complete (not only to have read the buffer)
+    // before passing it; `group` names the turn (AddOrder::groups: a warp group's half, or a block).
+    template <int kCols, class Acc, class Coords>
     CUTE_DEVICE static void add_dq(const BackwardKernelParams& kp, const BackwardCta& cta, const sm80::QTile& t,
                                    const typename Traits::RowData& rows, float (*sdq)[kBlockM][Traits::kDqBoxCols],
-                                   const Acc& acc, const Coords& cq, int wg, bool issuer) {
+                                   const Acc& acc, const Coords& cq, int col0, int group, int wg, bool issuer) {
+        constexpr int kBoxes = kCols / Traits::kDqBoxCols;
+        static_assert(kCols % Traits::kDqBoxCols == 0 && kBoxes <= Traits::kDqSlots);
         if (kDirect && t.direct) {  // this CTA's is the q-tile's whole dQ (sm80::DirectDq): stored, no accumulator
             store_rows(acc, cq, kp.bp.p.scale, [&](int r) -> Element* {
                 return rows.dq_row[r] < 0 ? nullptr : static_cast<Element*>(kp.bp.p.dq) + rows.dq_row[r];
             });
             return;
         }
-        int* turn = kDeterministic ? kp.bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, wg) : nullptr;
+        int* turn = kDeterministic ? kp.bp.order.dq_turn(cta.b, cta.kv_head, t.m_block, group) : nullptr;
         if (!kp.tile_by_tma(cta.seq, t, kBlockM)) {
             begin_turn(turn, t.rank, wg, issuer);
             atomic_add_rows(acc, cq, 1.f, [&](int r) -> float* {
@@ -158,7 +163,7 @@ struct BackwardConsumer {
             const int row = get<0>(cq(r, 0));
             CUTE_UNROLL
             for (int c = 0; c < size<1>(acc); c += 2) {
-                const int col = get<1>(cq(r, c)) - wg * Traits::kDqCols;
+                const int col = get<1>(cq(r, c)) - col0;
                 const int box = col / Traits::kDqBoxCols, in_box = col % Traits::kDqBoxCols;
                 // 128-byte swizzle: 16-byte chunk k of row r lies at chunk k ^ (r % 8).
                 float* dst = &sdq[box][row][((in_box / 4) ^ (row % 8)) * 4 + in_box % 4];
@@ -175,9 +180,8 @@ struct BackwardConsumer {
         }
         const int row = int(cta.q_row0 + t.m_block * kBlockM / t.pack);  // dense row of the tile's first query
         CUTE_UNROLL
-        for (int box = 0; box < Traits::kDqBoxes; ++box)
-            SM90_TMA_REDUCE_ADD_4D::copy(&kp.tma_dq, &sdq[box][0][0], wg * Traits::kDqCols + box * Traits::kDqBoxCols,
-                                         t.head0, row, 0);
+        for (int box = 0; box < kBoxes; ++box)
+            SM90_TMA_REDUCE_ADD_4D::copy(&kp.tma_dq, &sdq[box][0][0], col0 + box * Traits::kDqBoxCols, t.head0, row, 0);
         tma_store_arrive();
         if (kDeterministic) {
             asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");  // written, not only read
@@ -200,7 +204,7 @@ struct BackwardConsumer {
         auto thr_dp = mma_dp.get_thread_slice(ct);
         auto thr_dv = mma_dv.get_thread_slice(ct);
         auto thr_dk = mma_dk.get_thread_slice(ct);
-        auto thr_dq = mma_dq.get_thread_slice(ct);
+        auto thr_dq = mma_dq.get_thread_slice(Traits::kDqByBlocks ? ct % Traits::kWarpGroupThreads : ct);
 
         Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});       // (rows, Dqk, stage)
         Tensor sQt = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQt{});     // (Dqk, rows, stage)
@@ -212,21 +216,25 @@ struct BackwardConsumer {
         Tensor sdSt = make_tensor(make_smem_ptr(smem.ds.data()), typename Traits::SmemLayoutdSt{});  // (keys, rows, buffer)
         Tensor sdS = make_tensor(make_smem_ptr(smem.ds.data()), typename Traits::SmemLayoutdS{});    // (rows, keys, buffer)
 
-        Tensor tSrK = thr_s.partition_fragment_A(sK);       // (MMA, MMA_M, MMA_K) descriptors
-        Tensor tSrQ = thr_s.partition_fragment_B(sQ);       // (MMA, MMA_N, MMA_K, stage)
-        Tensor tdPrV = thr_dp.partition_fragment_A(sV);     // (MMA, MMA_M, MMA_K)
-        Tensor tdPrdO = thr_dp.partition_fragment_B(sdO);   // (MMA, MMA_N, MMA_K, stage)
-        Tensor tdVrdO = thr_dv.partition_fragment_B(sdOt);  // (MMA, MMA_N, MMA_K, stage)
-        Tensor tdKrQ = thr_dk.partition_fragment_B(sQt);    // (MMA, MMA_N, MMA_K, stage)
-        Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);   // (MMA, MMA_M, MMA_K, buffer)
-        Tensor tdQrK = thr_dq.partition_fragment_B(sKt);    // (MMA, MMA_N, MMA_K)
+        Tensor tSrK = thr_s.partition_fragment_A(sK);      // (MMA, MMA_M, MMA_K) descriptors
+        Tensor tdPrV = thr_dp.partition_fragment_A(sV);    // (MMA, MMA_M, MMA_K)
+        Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);  // (MMA, MMA_M, MMA_K, buffer)
+        // Part `part` of a stage's rows: kPartRows of the q-tile's (Traits::kParts).
+        constexpr int kPartRows = Traits::kPartRows;
+        auto rows_part = [](auto&& rows_first, int part) {  // (rows, cols)
+            return local_tile(rows_first, Shape<Int<kPartRows>, Int<decltype(size<1>(rows_first))::value>>{},
+                              make_coord(part, 0));
+        };
+        auto cols_part = [](auto&& rows_second, int part) {  // (cols, rows)
+            return local_tile(rows_second, Shape<Int<decltype(size<0>(rows_second))::value>, Int<kPartRows>>{},
+                              make_coord(0, part));
+        };
 
         // dSᵀ registers -> shared memory: the accumulator's column pairs as 32-bit stores.
         auto r2s_ds = make_tiled_copy_C(Copy_Atom<UniversalCopy<std::uint32_t>, Element>{}, mma_dp);
         auto thr_r2s_ds = r2s_ds.get_thread_slice(ct);
-        Tensor tdSsdS = thr_r2s_ds.partition_D(sdSt);  // (CPY, CPY_M, CPY_N, buffer)
 
-        using ShapeS = Shape<Int<kBlockN>, Int<kBlockM>>;
+        using ShapeS = Shape<Int<kBlockN>, Int<kPartRows>>;  // Sᵀ of one part: (keys, rows)
         Tensor tSrS = partition_fragment_C(mma_s, ShapeS{});    // Sᵀ, then Pᵀ: (MMA, MMA_M, MMA_N)
         Tensor tdPrdP = partition_fragment_C(mma_dp, ShapeS{});  // dPᵀ, then dSᵀ
         Tensor tdVrP = make_tensor<Element>(a_operand_layout(tSrS.layout()));     // Pᵀ as dV's A operand
@@ -235,16 +243,19 @@ struct BackwardConsumer {
         Tensor acc_dk = partition_fragment_C(mma_dk, Shape<Int<kBlockN>, Int<kDimQK>>{});
         clear(acc_dv);
         clear(acc_dk);
-        CUTE_STATIC_ASSERT_V(size<2>(tdVrP) == size<2>(tdVrdO) && size<2>(tdKrdS) == size<2>(tdKrQ));
 
-        // dQ fragment coordinates (packed row, head-dim column); the first thread of each warp group
-        // issues its reduce-adds.
-        auto cq = rowcol_view(thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kDimQK>>{})));
+        // dQ coordinates (packed row, head-dim column); the first thread of each warp group issues its
+        // reduce-adds.
+        auto cq_all = make_identity_tensor(Shape<Int<kBlockM>, Int<kDimQK>>{});
         const int wg = ct / Traits::kWarpGroupThreads;
         const bool dq_issuer = ct % Traits::kWarpGroupThreads == 0;
 
-        // (key, packed row) of every Sᵀ element of this thread, as (rows, cols).
-        auto cs = rowcol_view(thr_s.partition_C(make_identity_tensor(ShapeS{})));
+        // (key, packed row) of every Sᵀ element of this thread in part `part`, as (rows, cols).
+        auto coords_s = [&](int part) {
+            auto all = make_identity_tensor(Shape<Int<kBlockN>, Int<kBlockM>>{});
+            return rowcol_view(thr_s.partition_C(cols_part(all, part)));
+        };
+        auto cs = coords_s(0);
         constexpr int kRows = decltype(size<0>(cs))::value;
         // Per key row: its packed rows [row_lo, row_hi) under the band (the limits mask), and whether
         // the key lies inside the sequence (the bounds mask). Packed rows stay below 2^31 (checked).
@@ -270,70 +281,95 @@ struct BackwardConsumer {
             const sm80::QTile t = smem.slots[stage].tile;
             const typename Traits::RowData& rows = smem.rows[stage];
 
-            wgmma<true>(mma_s, tSrK, tSrQ(_, _, _, stage), tSrS);
-            wgmma<true>(mma_dp, tdPrV, tdPrdO(_, _, _, stage), tdPrdP);
-            warpgroup_wait<1>();
-            warpgroup_fence_operand(tSrS);
-
-            auto s = rowcol_view(tSrS);
             const int r0 = int(t.m_block * kBlockM);  // packed row of column 0
-            auto key_of = [&](int r) { return int(get<0>(cs(r, 0))); };
             auto query_of = [&](int col) { return std::int64_t(std::uint32_t(r0 + col) / std::uint32_t(t.pack)); };
+            auto key_of = [&](int r) { return int(get<0>(cs(r, 0))); };
             const float scale_log2 = p.scale_log2;
-            switch (t.mask) {
-                case sm80::TileMask::none:
-                    exponentiate(s, cs, rows.lse2, scale_log2, [](int, int) { return true; });
-                    break;
-                case sm80::TileMask::limits:
-                    exponentiate(s, cs, rows.lse2, scale_log2,
-                                 [&](int r, int col) { return row_lo[r] <= r0 + col && r0 + col < row_hi[r]; });
-                    break;
-                case sm80::TileMask::bounds:
-                    exponentiate(s, cs, rows.lse2, scale_log2, [&](int r, int) { return key_valid[r]; });
-                    break;
-                case sm80::TileMask::element:
-                    if constexpr (kElementMasks)
-                        exponentiate(s, cs, rows.lse2, scale_log2,
-                                     [&](int r, int col) { return in_band(query_of(col), cta.n0 + key_of(r)); });
-                    break;
-                case sm80::TileMask::sparse:
-                    if constexpr (kElementMasks)
-                        exponentiate(s, cs, rows.lse2, scale_log2, [&](int r, int col) {
-                            const std::int64_t j = cta.n0 + key_of(r);
-                            return sm80::sparse_visible(t, bp.sparse, cta.n0, key_of(r), cta.seq.seqlen_k,
-                                                        in_band(query_of(col), j));
-                        });
-                    break;
-            }
-            warpgroup_wait<0>();  // dPᵀ ready
-            warpgroup_fence_operand(tdPrdP);
-            // dSᵀ in place of dPᵀ, from the fp32 Pᵀ; then both feed their products as 16-bit A operands.
-            auto ds = rowcol_view(tdPrdP);
             CUTE_UNROLL
-            for (int r = 0; r < size<0>(ds); ++r) {
-                CUTE_UNROLL
-                for (int c = 0; c < size<1>(ds); ++c) ds(r, c) = s(r, c) * (ds(r, c) - rows.dsum[get<1>(cs(r, c))]);
-            }
-            convert_fragment(tSrS, tdVrP);
-            convert_fragment(tdPrdP, tdKrdS);
-            wgmma<false>(mma_dv, tdVrP, tdVrdO(_, _, _, stage), acc_dv);
-            wgmma<false>(mma_dk, tdKrdS, tdKrQ(_, _, _, stage), acc_dk);
+            for (int part = 0; part < Traits::kParts; ++part) {
+                auto cs_p = coords_s(part);
+                wgmma<true>(mma_s, tSrK, thr_s.partition_fragment_B(rows_part(sQ(_, _, stage), part)), tSrS);
+                wgmma<true>(mma_dp, tdPrV, thr_dp.partition_fragment_B(rows_part(sdO(_, _, stage), part)), tdPrdP);
+                warpgroup_wait<1>();
+                warpgroup_fence_operand(tSrS);
 
-            // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per 32-bit store. The buffer
-            // alternates: the other warp group may still read the previous q-tile's until it reaches
-            // this q-tile's ds_ready_sync.
-            store_pairs_shared(thr_r2s_ds.retile_S(make_tensor(tdKrdS.data(), tdPrdP.layout())), tdSsdS(_, _, _, ds_buffer));
+                auto s = rowcol_view(tSrS);
+                switch (t.mask) {
+                    case sm80::TileMask::none:
+                        exponentiate(s, cs_p, rows.lse2, scale_log2, [](int, int) { return true; });
+                        break;
+                    case sm80::TileMask::limits:
+                        exponentiate(s, cs_p, rows.lse2, scale_log2,
+                                     [&](int r, int col) { return row_lo[r] <= r0 + col && r0 + col < row_hi[r]; });
+                        break;
+                    case sm80::TileMask::bounds:
+                        exponentiate(s, cs_p, rows.lse2, scale_log2, [&](int r, int) { return key_valid[r]; });
+                        break;
+                    case sm80::TileMask::element:
+                        if constexpr (kElementMasks)
+                            exponentiate(s, cs_p, rows.lse2, scale_log2,
+                                         [&](int r, int col) { return in_band(query_of(col), cta.n0 + key_of(r)); });
+                        break;
+                    case sm80::TileMask::sparse:
+                        if constexpr (kElementMasks)
+                            exponentiate(s, cs_p, rows.lse2, scale_log2, [&](int r, int col) {
+                                const std::int64_t j = cta.n0 + key_of(r);
+                                return sm80::sparse_visible(t, bp.sparse, cta.n0, key_of(r), cta.seq.seqlen_k,
+                                                            in_band(query_of(col), j));
+                            });
+                        break;
+                }
+                warpgroup_wait<0>();  // dPᵀ ready
+                warpgroup_fence_operand(tdPrdP);
+                // dSᵀ in place of dPᵀ, from the fp32 Pᵀ; then both feed their products as 16-bit A operands.
+                auto ds = rowcol_view(tdPrdP);
+                CUTE_UNROLL
+                for (int r = 0; r < size<0>(ds); ++r) {
+                    CUTE_UNROLL
+                    for (int c = 0; c < size<1>(ds); ++c) ds(r, c) = s(r, c) * (ds(r, c) - rows.dsum[get<1>(cs_p(r, c))]);
+                }
+                convert_fragment(tSrS, tdVrP);
+                convert_fragment(tdPrdP, tdKrdS);
+                wgmma<false>(mma_dv, tdVrP, thr_dv.partition_fragment_B(cols_part(sdOt(_, _, stage), part)), acc_dv);
+                wgmma<false>(mma_dk, tdKrdS, thr_dk.partition_fragment_B(cols_part(sQt(_, _, stage), part)), acc_dk);
+
+                // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per 32-bit store. The buffer
+                // alternates: the other warp group may still read the previous q-tile's until it reaches
+                // this q-tile's ds_ready_sync.
+                store_pairs_shared(thr_r2s_ds.retile_S(make_tensor(tdKrdS.data(), tdPrdP.layout())),
+                                   thr_r2s_ds.partition_D(cols_part(sdSt(_, _, ds_buffer), part)));
+            }
             cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by wgmma
             ds_ready_sync();
 
-            Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDimQK>>{});  // (MMA, MMA_M, MMA_N)
-            wgmma<true>(mma_dq, tdQrdS(_, _, _, ds_buffer), tdQrK, acc_dq);
-            warpgroup_wait<0>();
-            warpgroup_fence_operand(acc_dq);
-            warpgroup_fence_operand(acc_dv);
-            warpgroup_fence_operand(acc_dk);
-
-            add_dq(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq), cq, wg, dq_issuer);
+            if constexpr (Traits::kDqByBlocks) {
+                // Blocks of 64 columns: warp group w takes every other block from w + m_block (the same
+                // blocks in every CTA that adds into this q-tile, for deterministic mode's per-block turns).
+                warpgroup_wait<0>();  // dV, dK done: their 16-bit A operands leave the registers first
+                for (int blk = int((wg + t.m_block) % 2); blk < kDimQK / 64; blk += 2) {
+                    auto block = [&](auto&& t) { return local_tile(t, Shape<Int<kBlockM>, _64>{}, make_coord(0, blk)); };
+                    Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, _64>{});  // (MMA, MMA_M, MMA_N)
+                    Tensor tdQrK = thr_dq.partition_fragment_B(
+                        local_tile(sKt, Shape<_64, Int<kBlockN>>{}, make_coord(blk, 0)));  // (MMA, MMA_N, MMA_K)
+                    wgmma<true>(mma_dq, tdQrdS(_, _, _, ds_buffer), tdQrK, acc_dq);
+                    warpgroup_wait<0>();
+                    warpgroup_fence_operand(acc_dq);
+                    add_dq<64>(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq),
+                               rowcol_view(thr_dq.partition_C(block(cq_all))), blk * 64, blk, wg, dq_issuer);
+                }
+                warpgroup_fence_operand(acc_dv);
+                warpgroup_fence_operand(acc_dk);
+            } else {
+                Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDimQK>>{});  // (MMA, MMA_M, MMA_N)
+                Tensor tdQrK = thr_dq.partition_fragment_B(sKt);  // (MMA, MMA_N, MMA_K)
+                wgmma<true>(mma_dq, tdQrdS(_, _, _, ds_buffer), tdQrK, acc_dq);
+                warpgroup_wait<0>();
+                warpgroup_fence_operand(acc_dq);
+                warpgroup_fence_operand(acc_dv);
+                warpgroup_fence_operand(acc_dk);
+                add_dq<Traits::kDqCols>(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq),
+                                        rowcol_view(thr_dq.partition_C(cq_all)), wg * Traits::kDqCols, wg, wg, dq_issuer);
+            }
             Barrier::arrive(&smem.empty[stage]);  // this thread is done with the stage
         }
         if (dq_issuer) tma_store_wait<0>();  // the last reduce-adds have read the staging buffer

@@ -23,12 +23,14 @@ namespace ccattn::sm90 {
 using namespace cute;
 using cute::Tensor;  // not ccattn::Tensor (the public view type)
 
-// The backward's tiles on Hopper; the same as sm80::backward_tile for these head dims, so that the
-// shared host driver (q-range chunks, block-sparse checks) serves both kernels.
+// The head dims of the Hopper backward. Every one uses 64-row q-tiles and 128-key CTAs (two consumer
+// warp groups of 64 keys: the wgmma M of Sᵀ); the host driver gets them as sm80::KernelTiles. At
+// 192/128 dK and dV take 160 fp32 registers a consumer thread (sm80's kernel halves its kv tile there).
 struct BackwardTileSize {
     int dim_qk, dim_v;
 };
-inline constexpr BackwardTileSize kBackwardTiles[] = {{64, 64}, {128, 128}};
+inline constexpr BackwardTileSize kBackwardTiles[] = {{64, 64}, {128, 128}, {192, 128}};
+inline constexpr int kBackwardBlockM = 64, kBackwardBlockN = 128;
 constexpr bool has_backward_tile(int dim_qk, int dim_v) {
     for (const BackwardTileSize& t : kBackwardTiles)
         if (t.dim_qk == dim_qk && t.dim_v == dim_v) return true;
@@ -42,8 +44,8 @@ struct BackwardTraits {
     static_assert(has_backward_tile(kDimQK_, kDimV_));
     static constexpr int kDimQK = kDimQK_;
     static constexpr int kDimV = kDimV_;
-    static constexpr int kBlockM = 64;   // packed query rows per q-tile
-    static constexpr int kBlockN = 128;  // keys per CTA
+    static constexpr int kBlockM = kBackwardBlockM;  // packed query rows per q-tile
+    static constexpr int kBlockN = kBackwardBlockN;  // keys per CTA
     static constexpr int kStages = 2;    // Q / dO (and their row data) buffers
 
     static constexpr int kWarpGroupThreads = 128;
@@ -60,25 +62,36 @@ struct BackwardTraits {
                   kThreads * (65536 / kThreads / 8 * 8));
     static_assert(kDimQK % 64 == 0 && kDimV % 64 == 0, "SW128 atoms need head dims in multiples of 64");
 
+    // The q-tile's rows go through Sᵀ, dPᵀ, dV and dK in kParts parts of kPartRows: at Dqk 192 dK
+    // and dV take 160 fp32 registers a consumer thread, and whole 64-row Sᵀ and dPᵀ (64 more) would
+    // leave too few for ptxas to keep the wgmma asynchronous (it serializes them and spills).
+    static constexpr int kParts = kDimQK > 128 ? 2 : 1;
+    static constexpr int kPartRows = kBlockM / kParts;
+
     // (M, N, K) of each product over the whole CTA; AtomLayout splits M (keys) or N (head dim).
     using SplitKeys = Layout<Shape<_2, _1, _1>>;
     using SplitHeadDim = Layout<Shape<_1, _2, _1>>;
     using TiledMmaS = decltype(make_tiled_mma(
-        GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockM>, Int<kDimQK>>>(), SplitKeys{}));
+        GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kPartRows>, Int<kDimQK>>>(), SplitKeys{}));
     using TiledMmadP = decltype(make_tiled_mma(
-        GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockM>, Int<kDimV>>>(), SplitKeys{}));
+        GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kPartRows>, Int<kDimV>>>(), SplitKeys{}));
     using TiledMmadV = decltype(make_tiled_mma(
-        GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kDimV>, Int<kBlockM>>, GMMA::Major::K,
+        GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kDimV>, Int<kPartRows>>, GMMA::Major::K,
                              GMMA::Major::MN>(),
         SplitKeys{}));
     using TiledMmadK = decltype(make_tiled_mma(
-        GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kDimQK>, Int<kBlockM>>, GMMA::Major::K,
+        GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kDimQK>, Int<kPartRows>>, GMMA::Major::K,
                              GMMA::Major::MN>(),
         SplitKeys{}));
+    // dQ: warp group w makes head-dim half w; at Dqk 192 a half (96 columns) is no whole 64-column
+    // swizzle atom of Kᵀ, so dQ is made in blocks of 64 columns, each warp group taking every other
+    // block (alternating per q-tile), by a one-warp-group product.
+    static constexpr bool kDqByBlocks = kDimQK > 128;
+    static constexpr int kDqProductCols = kDqByBlocks ? 64 : kDimQK / 2;  // N of one warp group's dQ product
     using TiledMmadQ = decltype(make_tiled_mma(
-        GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockM>, Int<kDimQK / 2>, Int<kBlockN>>,
+        GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockM>, Int<kDqProductCols>, Int<kBlockN>>,
                              GMMA::Major::MN, GMMA::Major::MN>(),
-        SplitHeadDim{}));
+        cute::conditional_t<kDqByBlocks, Layout<Shape<_1, _1, _1>>, SplitHeadDim>{}));
 
     // Shared memory: every tile as it lies in global memory (head dim contiguous), K-major SW128;
     // the transposed views (composition with a row-major index map) read the same bytes MN-major.
@@ -118,6 +131,9 @@ struct BackwardTraits {
     static constexpr int kDqBoxCols = 32;
     static constexpr int kDqBoxes = kDqCols / kDqBoxCols;
     static_assert(kDqCols % kDqBoxCols == 0);
+    // Staging boxes per warp group: a half's, or a 64-column block's (kDqByBlocks; both halves' three
+    // boxes would take 240 KB of shared memory in all at Dqk 192).
+    static constexpr int kDqSlots = kDqByBlocks ? 2 : kDqBoxes;
 
     struct SharedStorage {
         cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
@@ -125,7 +141,7 @@ struct BackwardTraits {
         cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
         cute::array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
         cute::array_aligned<Element, cosize_v<SmemLayoutdSt>, 1024> ds;
-        alignas(1024) float dq[kConsumerWarpGroups][kDqBoxes][kBlockM][kDqBoxCols];
+        alignas(1024) float dq[kConsumerWarpGroups][kDqSlots][kBlockM][kDqBoxCols];
         RowData rows[kStages];
         TileSlot slots[kStages];
         sm80::QTileSchedule schedule;  // advanced by the producer's first thread

@@ -7,6 +7,7 @@
 #include "ccattn/status.h"
 #include "core/params.h"
 #include "decode/split_work.h"
+#include "sm80/backward_tiles.h"
 
 namespace ccattn::sm90 {
 
@@ -28,9 +29,12 @@ Status forward(const core::AttnParams& p);
 // share's rows (normalized within it) and lse into w's partial results for the combine kernel.
 Status forward_split(const core::AttnParams& p, const decode::SplitWork& w);
 
-// Whether backward(p) runs p on the Hopper backward kernel (head dims 64/64 and 128/128 so far;
-// the dispatch keeps the others on the sm80 backward).
+// Whether backward(p) runs p on the Hopper backward kernel (head dims 64/64, 128/128 and 192/128;
+// the dispatch keeps 256/256 on the sm80 backward).
 bool supports_backward(const core::AttnParams& p);
+
+// The Hopper backward's tiles (packed query rows per q-tile, keys per CTA) for head dims it runs.
+sm80::KernelTiles backward_tiles(int dim_qk, int dim_v);
 
 // Launches the backward on p.stream through the shared host driver (sm80::backward_with).
 Status backward(const core::AttnParams& p);

@@ -799,6 +799,9 @@ void poison_grads(AttnTensors& t) {
         x->poison();
         x->upload();
     }
+    // A copy from pageable memory may return before it lands; a backward on a non-blocking stream would
+    // not wait for it (seen once under load: dv of a later run partly poisoned).
+    cuda_check(cudaDeviceSynchronize(), "poison");
 }
 
 // The CPU backend's gradients for the same inputs (out and lse included), as dense vectors.
@@ -869,7 +872,7 @@ std::vector<BackwardConfig> backward_configs() {
     std::vector<BackwardConfig> c;
     for (const Config& k : all_configs()) {
         c.push_back({k, Family::sm80});
-        if ((k.dim_qk == 64 && k.dim_v == 64) || (k.dim_qk == 128 && k.dim_v == 128)) c.push_back({k, Family::sm90});
+        if (k.dim_qk != 256) c.push_back({k, Family::sm90});  // 64/64, 128/128, 192/128
     }
     return c;
 }
@@ -1055,7 +1058,7 @@ sm80::QChunks chunks_for(const Problem& pr, const Mask& band) {
     int device = 0, sms = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    return sm80::q_chunks(p, tile, sm80::SparseBits{}, sms);
+    return sm80::q_chunks(p, {tile.q_tile, tile.kv_tile}, sm80::SparseBits{}, sms);
 }
 
 // Few kv-tiles and a long q range (compressed keys): the range is cut into chunks whose CTAs add their
