@@ -103,13 +103,7 @@ CCATTN_HD bool sole_dq_tile(MaskKind kind, const core::SequenceBand& band, std::
 
 // The sequence of a varlen batch holding tensor row `row`: the last b < batch with cu_seqlens[b] <= row.
 CCATTN_HD int sequence_of_row(const std::int32_t* cu_seqlens, int batch, std::int64_t row) {
-    int lo = 0, hi = batch;
-    while (hi - lo > 1) {
-        const int mid = lo + (hi - lo) / 2;
-        if (cu_seqlens[mid] <= row) lo = mid;
-        else hi = mid;
-    }
-    return lo;
+    return int(core::partition_point(1, batch, [&](std::int64_t b) { return cu_seqlens[b] > row; })) - 1;
 }
 
 // Whether (dense row, query head) lies in a direct q-tile: the preprocess and the conversion skip its

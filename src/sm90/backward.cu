@@ -20,12 +20,20 @@ cudaError_t main_for_dtype(const sm80::BackwardParams& bp, cudaStream_t stream) 
                                      : launch_backward<BackwardTraits<cutlass::half_t, kDqk, kDv>>(bp, stream);
 }
 
-// supports_backward(p) checked the head dims.
-cudaError_t backward_main(const sm80::BackwardParams& bp, cudaStream_t stream) {
-    switch (bp.p.dim_qk) {
-        case 64: return main_for_dtype<64, 64>(bp, stream);
-        case 128: return main_for_dtype<128, 128>(bp, stream);
-        default: return main_for_dtype<192, 128>(bp, stream);
+// The instantiation for these head dims as the host driver runs it (tiles and turn groups do not
+// depend on the dtype).
+template <int kDqk, int kDv>
+sm80::BackwardKernel kernel_of() {
+    using Traits = BackwardTraits<cutlass::bfloat16_t, kDqk, kDv>;
+    return {&main_for_dtype<kDqk, kDv>, {Traits::kBlockM, Traits::kBlockN}, Traits::kAddGroups};
+}
+
+// has_backward_tile(dim_qk, dim_v) holds.
+sm80::BackwardKernel kernel_for(int dim_qk) {
+    switch (dim_qk) {
+        case 64: return kernel_of<64, 64>();
+        case 128: return kernel_of<128, 128>();
+        default: return kernel_of<192, 128>();
     }
 }
 
@@ -42,12 +50,11 @@ bool supports_backward(const core::AttnParams& p) {
 
 Status backward(const core::AttnParams& p) {
     if (!supports_backward(p)) return Status::unsupported("q", "the sm90 backward does not run this call");
-    // The two consumer warp groups add disjoint halves (dQ columns, dK / dV keys), each in its own turn;
-    // where dQ goes by 64-column blocks (Dqk 192: BackwardTraits::kDqByBlocks) each block takes its own.
-    const int add_groups = p.dim_qk > 128 ? p.dim_qk / 64 : 2;
-    return sm80::backward_with(p, {&backward_main, backward_tiles(p.dim_qk, p.dim_v), add_groups});
+    return sm80::backward_with(p, kernel_for(p.dim_qk));
 }
 
-sm80::KernelTiles backward_tiles(int, int) { return {kBackwardBlockM, kBackwardBlockN}; }  // alike for every pair
+sm80::KernelTiles backward_tiles(int dim_qk, int dim_v) {
+    return has_backward_tile(dim_qk, dim_v) ? kernel_for(dim_qk).tiles : sm80::KernelTiles{};
+}
 
 }  // namespace ccattn::sm90

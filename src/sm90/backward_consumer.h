@@ -347,7 +347,6 @@ struct BackwardConsumer {
                 // blocks in every CTA that adds into this q-tile, for deterministic mode's per-block turns).
                 warpgroup_wait<0>();  // dV, dK done: their 16-bit A operands leave the registers first
                 for (int blk = int((wg + t.m_block) % 2); blk < kDimQK / 64; blk += 2) {
-                    auto block = [&](auto&& t) { return local_tile(t, Shape<Int<kBlockM>, _64>{}, make_coord(0, blk)); };
                     Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, _64>{});  // (MMA, MMA_M, MMA_N)
                     Tensor tdQrK = thr_dq.partition_fragment_B(
                         local_tile(sKt, Shape<_64, Int<kBlockN>>{}, make_coord(blk, 0)));  // (MMA, MMA_N, MMA_K)
@@ -355,7 +354,8 @@ struct BackwardConsumer {
                     warpgroup_wait<0>();
                     warpgroup_fence_operand(acc_dq);
                     add_dq<64>(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq),
-                               rowcol_view(thr_dq.partition_C(block(cq_all))), blk * 64, blk, wg, dq_issuer);
+                               rowcol_view(thr_dq.partition_C(local_tile(cq_all, Shape<Int<kBlockM>, _64>{}, make_coord(0, blk)))),
+                               blk * 64, blk, wg, dq_issuer);
                 }
                 warpgroup_fence_operand(acc_dv);
                 warpgroup_fence_operand(acc_dk);

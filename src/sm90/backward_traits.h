@@ -30,7 +30,6 @@ struct BackwardTileSize {
     int dim_qk, dim_v;
 };
 inline constexpr BackwardTileSize kBackwardTiles[] = {{64, 64}, {128, 128}, {192, 128}};
-inline constexpr int kBackwardBlockM = 64, kBackwardBlockN = 128;
 constexpr bool has_backward_tile(int dim_qk, int dim_v) {
     for (const BackwardTileSize& t : kBackwardTiles)
         if (t.dim_qk == dim_qk && t.dim_v == dim_v) return true;
@@ -44,8 +43,8 @@ struct BackwardTraits {
     static_assert(has_backward_tile(kDimQK_, kDimV_));
     static constexpr int kDimQK = kDimQK_;
     static constexpr int kDimV = kDimV_;
-    static constexpr int kBlockM = kBackwardBlockM;  // packed query rows per q-tile
-    static constexpr int kBlockN = kBackwardBlockN;  // keys per CTA
+    static constexpr int kBlockM = 64;   // packed query rows per q-tile
+    static constexpr int kBlockN = 128;  // keys per CTA
     static constexpr int kStages = 2;    // Q / dO (and their row data) buffers
 
     static constexpr int kWarpGroupThreads = 128;
@@ -134,6 +133,9 @@ struct BackwardTraits {
     // Staging boxes per warp group: a half's, or a 64-column block's (kDqByBlocks; both halves' three
     // boxes would take 240 KB of shared memory in all at Dqk 192).
     static constexpr int kDqSlots = kDqByBlocks ? 2 : kDqBoxes;
+    // The adders of a q-tile's dQ that take deterministic-mode turns independently (AddOrder::groups):
+    // the warp groups' halves, or the blocks. Chunked dK / dV use the first kConsumerWarpGroups.
+    static constexpr int kAddGroups = kDqByBlocks ? kDimQK / 64 : kConsumerWarpGroups;
 
     struct SharedStorage {
         cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;

@@ -33,7 +33,8 @@ Status forward_split(const core::AttnParams& p, const decode::SplitWork& w);
 // the dispatch keeps 256/256 on the sm80 backward).
 bool supports_backward(const core::AttnParams& p);
 
-// The Hopper backward's tiles (packed query rows per q-tile, keys per CTA) for head dims it runs.
+// The Hopper backward's tiles (packed query rows per q-tile, keys per CTA) for head dims it runs
+// (has_backward_tile); zeros for others.
 sm80::KernelTiles backward_tiles(int dim_qk, int dim_v);
 
 // Launches the backward on p.stream through the shared host driver (sm80::backward_with).
