@@ -1,7 +1,8 @@
 // The consumer mainloop of the Hopper forward: one warp group, 64 packed query rows, every kv
 // step of one work tile. The loop overlaps the two matmuls of neighbouring steps within the warp
-// group: step s issues S_s = Q K_sᵀ and then O += P_{s-1} V_{s-1}, waits for S_s only, masks and
-// exponentiates it while the PV wgmma runs, then waits for PV and rescales O. With ping-pong the
+// group: step s issues S_s = Q K_sᵀ, rescales O to step s-1's row maxima while that runs, issues
+// O += P_{s-1} V_{s-1}, waits for S_s only, and masks and exponentiates it while the PV wgmma runs
+// (FA3's order: between the PV's end and the next S only P's conversion is left). With ping-pong the
 // consumer warp groups also take turns issuing those two matmuls (named_barriers.h), so that the
 // tensor cores work for one group while the other runs its softmax.
 #pragma once
@@ -40,13 +41,14 @@ struct Consumer {
         return partition_fragment_C(TiledMmaPV{}, Shape<Int<kRowsPerWarpGroup>, Int<Traits::kDimV>>{});
     }
 
-    // Runs the info.num_steps (> 0) kv steps of a work tile. On return tOrO holds the normalized
-    // output rows and lse their natural-log sums (-inf for empty rows).
-    template <class FragO>
+    // Runs the info.num_steps (> 0) kv steps of a work tile, calling release_q() once the last S has
+    // read Q. On return tOrO holds the normalized output rows and lse their natural-log sums (-inf for
+    // empty rows).
+    template <class ReleaseQ, class FragO>
     CUTE_DEVICE static void run(const KernelParams<Traits>& params, const WorkInfo<kBlockM, kBlockN>& info,
                                 const Mask& mask, typename Traits::SharedStorage& smem, int wg, int thread_in_group,
                                 Pipeline& pipeline_k, Pipeline& pipeline_v, PipelineState& read_k,
-                                PipelineState& read_v, FragO& tOrO, float (&lse)[kRows]) {
+                                PipelineState& read_v, ReleaseQ&& release_q, FragO& tOrO, float (&lse)[kRows]) {
         TiledMmaQK mma_qk;
         TiledMmaPV mma_pv;
         auto thr_qk = mma_qk.get_thread_slice(thread_in_group);
@@ -118,6 +120,7 @@ struct Consumer {
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         release_k();
+        if (info.num_steps == 1) release_q();
         KvStep previous = info.step(0);
         softmax_step(previous, cute::true_type{});
         convert_fragment(tSrS, tOrP);
@@ -127,22 +130,25 @@ struct Consumer {
             pipeline_k.consumer_wait(read_k);
             if constexpr (Traits::kPingPong) take_turn(wg);
             issue_qk();
+            // O to the row maxima of the previous step, while S runs: the PV that reads O comes next.
+            scale_rows(rowcol_view(tOrO), o_scale);
             wait_v(previous.n);
             issue_pv();
             if constexpr (Traits::kPingPong) pass_turn(wg, Traits::kConsumerWarpGroups);
             warpgroup_wait<1>();  // S of this step is ready, PV of the previous one may still run
             warpgroup_fence_operand(tSrS);
             release_k();
+            if (step == info.num_steps - 1) release_q();
             softmax_step(current, cute::false_type{});
             warpgroup_wait<0>();
             warpgroup_fence_operand(tOrO);
             warpgroup_fence_operand(tOrP);
             release_v();
-            scale_rows(rowcol_view(tOrO), o_scale);
             convert_fragment(tSrS, tOrP);
             previous = current;
         }
 
+        scale_rows(rowcol_view(tOrO), o_scale);
         wait_v(previous.n);
         issue_pv();
         warpgroup_wait<0>();

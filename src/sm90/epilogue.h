@@ -1,7 +1,6 @@
-// The epilogue of one consumer warp group: its 64 packed output rows go through its shared-memory
-// slice (stmatrix, swizzled) and leave as 16-byte stores, one row at a time to its own (query,
-// head) address; lse is written by the first thread of each row's quad. Rows past the sequence
-// are never written. Split-KV work tiles write fp32 rows and lse straight from the accumulators into
+// The epilogue of one consumer warp group: its 64 packed output rows leave from the accumulators,
+// each row to its own (query, head) address; lse is written by the first thread of each row's
+// quad. Rows past the sequence are never written. Split-KV work tiles write fp32 rows and lse into
 // the split's partial results instead (decode/split_work.h), which the combine kernel merges.
 #pragma once
 
@@ -13,7 +12,6 @@
 #include "core/params.h"
 #include "decode/split_work.h"
 #include "sm90/consumer.h"
-#include "sm90/named_barriers.h"
 #include "sm90/slice_rows.h"
 #include "sm90/work_tile.h"
 
@@ -28,7 +26,7 @@ struct Epilogue {
     static constexpr int kBlockM = Traits::kBlockM;
     static constexpr int kBlockN = Traits::kBlockN;
     static constexpr int kRows = Traits::kRowsPerWarpGroup;
-    // Output rows leave as the Q gather takes them (query_load.h), 16-byte chunks.
+    // An empty tile's zero rows leave as the Q gather takes rows (query_load.h), 16-byte chunks.
     using Rows = SliceRows<kRows, Traits::kDimV / 8>;
     using Mask = typename Consumer<Traits>::Mask;
     static constexpr int kFragRows = Mask::kRows;
@@ -67,31 +65,34 @@ struct Epilogue {
                        decode::global_row(p, work.batch, info.seq, info.query_of(tile_row)));
     }
 
+    // The slice's rows inside the sequence straight from the accumulators, as 16-bit column pairs: the
+    // 4 threads of a quad write a row's 16 contiguous bytes per 8 columns, which L2 merges into whole
+    // sectors. Shared memory stays Q's alone, so the producer can load the next tile's Q during this
+    // tile's last P V and this store.
     template <class FragO>
     CUTE_DEVICE static void store(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info, int batch,
-                                  typename Traits::SharedStorage& smem, int wg, int thread_in_group,
-                                  FragO const& tOrO, const float (&lse)[kFragRows]) {
+                                  int wg, int thread_in_group, FragO const& tOrO, const float (&lse)[kFragRows]) {
         const int slice_row0 = wg * kRows;
-        Tensor sO = make_tensor(make_smem_ptr(smem.q.data() + wg * Traits::kSmemQElements),
-                                typename Traits::SmemLayoutO{});  // (64, Dv)
-        Tensor rO = make_tensor<Element>(tOrO.layout());         // (MMA, MMA_M, MMA_N)
-        convert_fragment(tOrO, rO);
-        auto copy_o = make_tiled_copy_C(Copy_Atom<SM90_U32x4_STSM_N, Element>{}, typename Traits::TiledMmaPV{});
-        auto thr_copy_o = copy_o.get_thread_slice(thread_in_group);
-        copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO));
-        warp_group_sync(wg);
-
-        store_rows(p, info, batch, slice_row0, thread_in_group,
-                   [&](int r, int chunk) { return *reinterpret_cast<const uint4*>(&sO(r, chunk * 8)); });
         const std::int64_t rows = valid_rows(info, slice_row0);
-        if (p.lse != nullptr && Mask::first_col(thread_in_group) == 0) {
+        auto o = rowcol_view(tOrO);  // (kFragRows, cols): column pairs adjacent
+        auto coord = rowcol_view(typename Traits::TiledMmaPV{}.get_thread_slice(thread_in_group).partition_C(
+            make_identity_tensor(Shape<Int<kRows>, Int<Traits::kDimV>>{})));
+        CUTE_UNROLL
+        for (int m = 0; m < kFragRows; ++m) {
+            const int r = get<0>(coord(m, 0));
+            if (r >= rows) continue;
+            const int tile_row = slice_row0 + r;
+            Element* dst = static_cast<Element*>(p.out) + core::offset(p.out_strides, batch, info.seq.row_q,
+                                                                       info.query_of(tile_row), info.head_of(tile_row));
             CUTE_UNROLL
-            for (int m = 0; m < kFragRows; ++m) {
-                const int r = Mask::row_of(thread_in_group, m);
-                if (r < rows) *lse_address(p, info, batch, slice_row0 + r) = lse[m];
+            for (int n = 0; n < size<1>(o); n += 2) {
+                cutlass::Array<Element, 2> pair;
+                pair[0] = Element(o(m, n));
+                pair[1] = Element(o(m, n + 1));
+                *reinterpret_cast<cutlass::Array<Element, 2>*>(dst + get<1>(coord(m, n))) = pair;
             }
+            if (p.lse != nullptr && get<1>(coord(0, 0)) == 0) *lse_address(p, info, batch, tile_row) = lse[m];
         }
-        warp_group_sync(wg);  // the slice is the next tile's Q buffer
     }
 
     // Split-KV: row r of the slice, normalized within the split, to its partial row of `split`.

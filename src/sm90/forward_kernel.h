@@ -1,8 +1,11 @@
 // The Hopper forward kernel: a persistent grid of warp-specialized CTAs. Warp group 0 is the
-// producer (TMA loads of K and V), warp groups 1.. are consumers (64 packed query rows each:
-// Q gather, wgmma mainloop, epilogue). Both roles walk the same work tiles in the same order; with
-// split-KV a work tile is one split of a q-tile's kv steps and its rows go to the partial results.
+// producer (TMA loads of K and V, and of Q where the call allows), warp groups 1.. are consumers
+// (64 packed query rows each: Q gather where TMA cannot load it, wgmma mainloop, epilogue). Both
+// roles walk the same work tiles in the same order; with split-KV a work tile is one split of a
+// q-tile's kv steps and its rows go to the partial results.
 #pragma once
+
+#include <cstdint>
 
 #include <cute/tensor.hpp>
 #include <cutlass/arch/reg_reconfig.h>
@@ -61,6 +64,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
     Pipeline pipeline_k(smem.pipeline_k, pipeline_params, Shape<_1, _1, _1>{});
     pipeline_params.transaction_bytes = Traits::kTmaBytesV;
     Pipeline pipeline_v(smem.pipeline_v, pipeline_params, Shape<_1, _1, _1>{});
+    // Q slices by TMA: the producer's expect_tx arrival, the releasing thread of the warp group.
+    if (threadIdx.x == 0) {
+        for (int wg = 0; wg < Traits::kConsumerWarpGroups; ++wg) {
+            cutlass::arch::ClusterBarrier::init(&smem.q_full[wg], 1);
+            cutlass::arch::ClusterBarrier::init(&smem.q_empty[wg], 1);
+        }
+        cutlass::arch::fence_barrier_init();
+    }
     __syncthreads();  // barrier initialization visible to all; no CTA-wide barrier after this point
 
     const TileScheduler& scheduler = params.scheduler;
@@ -69,11 +80,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         if (thread_in_group != 0) return;  // one thread issues every TMA load
         PipelineState write_k = cutlass::make_producer_start_state<Pipeline>();
         PipelineState write_v = cutlass::make_producer_start_state<Pipeline>();
+        std::uint32_t q_phases = ~0u;  // a fresh barrier passes parity 1 at once: every slice starts free
         for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
             const WorkTile work = scheduler.tile(w);
             const Info info(params.attn, work, scheduler);
             if (info.num_steps > 0)
-                Producer<Traits>::load(params, info, work, smem, pipeline_k, pipeline_v, write_k, write_v);
+                Producer<Traits>::load(params, info, work, smem, pipeline_k, pipeline_v, write_k, write_v, q_phases);
         }
     } else {
         cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
@@ -85,6 +97,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
                                 typename Traits::SmemLayoutQ{});  // (64, Dqk)
         typename Consumer::Mask mask;
         PipelineState read_k, read_v;
+        std::uint32_t q_phase = 0;
         if constexpr (Traits::kPingPong) {
             if (wg == 0) take_first_turn();
         }
@@ -103,13 +116,23 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
                 continue;
             }
             mask.set_rows(core::sequence_band(params.attn, work.batch, info.seq), info, slice_row0, thread_in_group);
-            load_query<typename Traits::Element>(params.attn, info, work.batch, slice_row0, sQ, thread_in_group, wg);
+            if (params.q_by_tma) {
+                cutlass::arch::ClusterBarrier::wait(&smem.q_full[wg], q_phase);
+                q_phase ^= 1u;
+            } else {
+                load_query<typename Traits::Element>(params.attn, info, work.batch, slice_row0, sQ, thread_in_group, wg);
+            }
+            // Once this group's last S has read its slice, the producer may load the next tile's Q there.
+            auto release_q = [&] {
+                if (params.q_by_tma && thread_in_group == 0)
+                    cutlass::arch::ClusterBarrier::arrive(&smem.q_empty[wg]);
+            };
             auto tOrO = Consumer::make_output_fragment();
             float lse[Consumer::kRows];
             Consumer::run(params, info, mask, smem, wg, thread_in_group, pipeline_k, pipeline_v, read_k, read_v,
-                          tOrO, lse);
+                          release_q, tOrO, lse);
             if (split) Epilogue::store_split(params.attn, params.split, info, work, wg, thread_in_group, tOrO, lse);
-            else Epilogue::store(params.attn, info, work.batch, smem, wg, thread_in_group, tOrO, lse);
+            else Epilogue::store(params.attn, info, work.batch, wg, thread_in_group, tOrO, lse);
         }
     }
 #elif defined(__CUDA_ARCH__)

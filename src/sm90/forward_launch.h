@@ -1,4 +1,4 @@
-// Host side of one Hopper forward instantiation: encodes the K and V tensor maps (a paged cache's
+// Host side of one Hopper forward instantiation: encodes the Q, K and V tensor maps (a paged cache's
 // too), sizes the persistent grid and launches forward_kernel. Included only by the instantiation files.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include "sm90/kernel_params.h"
 #include "sm90/launch.h"
 #include "sm90/paged_kv.h"
+#include "sm90/row_map.h"
 
 namespace ccattn::sm90 {
 
@@ -38,6 +39,13 @@ Status launch_forward(const core::AttnParams& p, const decode::SplitWork* split)
     }
     const std::int64_t tiles = kp.scheduler.num_tiles();
     if (tiles == 0) return Status::success();  // no query rows: nothing to write
+    // Band and mask_mod tiles pack the whole GQA group; block-sparse ones hold one head.
+    const int pack = p.mask_kind == MaskKind::block_sparse ? 1 : p.group;
+    const CUtensorMapDataType q_type =
+        p.dtype == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    kp.q_by_tma = encode_row_map(kp.tma_q, p.q, q_type, 2, std::uint64_t(p.varlen() ? p.total_q : p.seqlen_q),
+                                 std::uint64_t(p.varlen() ? 1 : p.batch), p.q_strides, Traits::kDimQK, p, pack,
+                                 Traits::kRowsPerWarpGroup, 64);
 
     // Varlen: one batch entry of total_k rows, sequences start at cu_seqlens_k[b]. A tensor map
     // needs every extent >= 1; with no keys at all it is encoded but never used.

@@ -36,15 +36,16 @@ struct KernelTraits {
     static constexpr int kThreads = kConsumerThreads + kWarpGroupThreads;
     static_assert(kBlockM % kRowsPerWarpGroup == 0 && (kConsumerWarpGroups == 2 || kConsumerWarpGroups == 3));
     // setmaxnreg budgets: the producer keeps only what TMA issue needs, consumers take the rest of
-    // the 64K register file.
-    static constexpr int kProducerRegisters = kConsumerWarpGroups == 2 ? 24 : 32;
-    static constexpr int kConsumerRegisters = kConsumerWarpGroups == 2 ? 240 : 160;
+    // the 64K register file. With two consumer groups the producer's per-tile set-up (WorkInfo, the
+    // Q boxes) spilled ~530 instructions at 24 registers; 40 leaves 232 a consumer thread, which their
+    // mainloop fits without spills (bench/NOTES.md v23).
+    static constexpr int kProducerRegisters = kConsumerWarpGroups == 2 ? 40 : 32;
+    static constexpr int kConsumerRegisters = kConsumerWarpGroups == 2 ? 232 : 160;
     static_assert(kWarpGroupThreads * (kProducerRegisters + kConsumerWarpGroups * kConsumerRegisters) <= 65536);
 
     // SW128 swizzle atoms need every row (K-major) or column (MN-major) extent to be a multiple of 64.
     static_assert(kDimQK % 64 == 0 && kDimV % 64 == 0, "head dims must be multiples of 64");
     static_assert(kBlockN % 16 == 0, "kv tile must be a multiple of the wgmma K (16)");
-    static_assert(kDimV <= kDimQK, "O is staged in the Q buffer");
 
     // One warp group's matmuls: S (64 x kBlockN) = Q Kᵀ with both operands in shared memory,
     // O (64 x Dv) += P V with P from registers (the converted S accumulator).
@@ -55,20 +56,18 @@ struct KernelTraits {
         GMMA::rs_op_selector<Element, Element, float, TileShapePV, GMMA::Major::K, GMMA::Major::MN>()));
     static_assert(size(TiledMmaQK{}) == kWarpGroupThreads && size(TiledMmaPV{}) == kWarpGroupThreads);
 
-    // Shared memory. Q and O are K-major (head dim contiguous), one 64-row slice per consumer
-    // warp group; K is K-major; V is stored as it lies in memory (head dim contiguous), which is
-    // MN-major for the P V matmul (B = Vᵀ, N = head dim).
+    // Shared memory. Q is K-major (head dim contiguous), one 64-row slice per consumer warp group,
+    // column blocks of 64 one after the other (as TMA boxes of 64 columns land); K is K-major; V is
+    // stored as it lies in memory (head dim contiguous), which is MN-major for the P V matmul
+    // (B = Vᵀ, N = head dim). O leaves from registers (epilogue.h).
     using SmemAtomK = GMMA::Layout_K_SW128_Atom<Element>;    // 8 rows x 64 elements
     using SmemAtomMN = GMMA::Layout_MN_SW128_Atom<Element>;  // 64 elements x 8 columns
-    // Q, then O in the epilogue, live in one 64-row slice per consumer warp group.
     using SmemLayoutQ = decltype(tile_to_shape(SmemAtomK{}, Shape<Int<kRowsPerWarpGroup>, Int<kDimQK>>{}));  // (64, Dqk)
-    using SmemLayoutO = decltype(tile_to_shape(SmemAtomK{}, Shape<Int<kRowsPerWarpGroup>, Int<kDimV>>{}));   // (64, Dv)
     using SmemLayoutK = decltype(tile_to_shape(
         SmemAtomK{}, Shape<Int<kBlockN>, Int<kDimQK>, Int<kStages>>{}));  // (kBlockN, Dqk, stage)
     using SmemLayoutV = decltype(tile_to_shape(
         SmemAtomMN{}, Shape<Int<kDimV>, Int<kBlockN>, Int<kStages>>{}, Step<_2, _1, _3>{}));  // (Dv, kBlockN, stage)
     static constexpr int kSmemQElements = cosize_v<SmemLayoutQ>;  // one warp group's slice
-    static_assert(cosize_v<SmemLayoutO> <= kSmemQElements);
     static_assert(kSmemQElements * sizeof(Element) % 1024 == 0);
 
     // Global tensors as TMA sees them: K (rows, Dqk, kv heads, batch) and V viewed transposed as
@@ -82,6 +81,7 @@ struct KernelTraits {
     using TmaV = decltype(make_tma_copy(
         SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), ShapeKV{}, StrideVt{}),
         take<0, 2>(SmemLayoutV{}), Shape<Int<kDimV>, Int<kBlockN>>{}, _1{}));
+    static constexpr uint32_t kTmaBytesQ = uint32_t(kSmemQElements * sizeof(Element));  // one warp group's slice
     static constexpr uint32_t kTmaBytesK = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
     static constexpr uint32_t kTmaBytesV = uint32_t(size(take<0, 2>(SmemLayoutV{})) * sizeof(Element));
 
@@ -91,11 +91,14 @@ struct KernelTraits {
     // Every buffer starts on a 1024-byte boundary: the SW128 pattern repeats every 8 rows of 128 B
     // and TMA and wgmma apply it to absolute shared-memory addresses.
     struct SharedStorage {
-        cute::array_aligned<Element, kSmemQElements * kConsumerWarpGroups, 1024> q;  // per warp group: Q, then O
+        cute::array_aligned<Element, kSmemQElements * kConsumerWarpGroups, 1024> q;  // one slice per warp group
         cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
         cute::array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
         typename Pipeline::SharedStorage pipeline_k;
         typename Pipeline::SharedStorage pipeline_v;
+        // Q by TMA (KernelParams::q_by_tma): a warp group's slice has landed / its last S has read it.
+        cutlass::arch::ClusterBarrier::ValueType q_full[kConsumerWarpGroups];
+        cutlass::arch::ClusterBarrier::ValueType q_empty[kConsumerWarpGroups];
     };
     static constexpr int kSharedBytes = int(sizeof(SharedStorage));
     static_assert(kSharedBytes <= 227 * 1024, "shared memory over the sm90 per-block limit");

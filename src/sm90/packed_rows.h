@@ -1,9 +1,9 @@
 // The packed rows one thread visits in a warp group's slice of a work tile: r0, r0 + kStep,
 // r0 + 2 kStep, ... as (query position, query head), without a division per row. Packed rows are
 // query-major with `pack` heads per query (WorkInfo), so a step adds kStep / pack queries and
-// kStep % pack heads, with at most one carry. The Q gather and the epilogue visit eight rows a
-// thread per work tile; with a 64-bit division each (~35 instructions and a branch) those row
-// addresses were most of the instructions of a work tile that sees one or two kv tiles.
+// kStep % pack heads, with at most one carry. The Q gather and an empty tile's zero rows visit
+// eight rows a thread per work tile; with a 64-bit division each (~35 instructions and a branch)
+// those row addresses were most of the instructions of a work tile that sees one or two kv tiles.
 #pragma once
 
 #include <cstdint>

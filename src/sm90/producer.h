@@ -1,9 +1,11 @@
 // The producer of the Hopper forward: one thread issues the TMA loads of K and V tiles into the
-// two kStages-deep pipelines, in the order the consumers use them: K of step 0, then for each
-// later step K of that step and V of the one before, then V of the last step (QKᵀ of step s runs
-// before PV of step s - 1 in the consumers, see consumer.h). A paged cache's tiles are gathered page
-// chunk by page chunk (paged_kv.h).
+// two kStages-deep pipelines in the order the consumers use them: K of step 0, then for each later
+// step K of that step and V of the one before, then V of the last step (QKᵀ of step s runs before PV
+// of step s - 1 in the consumers, see consumer.h); and after the first K, each work tile's Q where it
+// moves by TMA. A paged cache's tiles are gathered page chunk by page chunk (paged_kv.h).
 #pragma once
+
+#include <cstdint>
 
 #include <cute/tensor.hpp>
 
@@ -24,10 +26,12 @@ struct Producer {
     static constexpr int kBlockM = Traits::kBlockM;
     static constexpr int kBlockN = Traits::kBlockN;
 
-    // Loads every kv tile of one work tile; the states carry over to the next work tile.
+    // Loads every kv tile of one work tile, and its Q slices where they move by TMA; the states carry
+    // over to the next work tile (q_phases: bit w, the parity of warp group w's q_empty to wait for).
     CUTE_DEVICE static void load(const KernelParams<Traits>& params, const WorkInfo<kBlockM, kBlockN>& info,
                                  WorkTile work, typename Traits::SharedStorage& smem, Pipeline& pipeline_k,
-                                 Pipeline& pipeline_v, PipelineState& write_k, PipelineState& write_v) {
+                                 Pipeline& pipeline_v, PipelineState& write_k, PipelineState& write_v,
+                                 std::uint32_t& q_phases) {
         Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});  // (kBlockN, Dqk, stage)
         Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutV{});  // (Dv, kBlockN, stage)
 
@@ -73,6 +77,9 @@ struct Producer {
 
         int previous = info.step(0).n;
         load_k(previous);
+        // After the first K: that stage frees as soon as an earlier tile's S has read it, Q's slices only
+        // once this warp group's last S of the previous work tile has.
+        if (params.q_by_tma) load_q(params, info, work, smem, q_phases);
         for (int s = 1; s < info.num_steps; ++s) {
             const int n = info.step(s).n;
             pages_v = pages_k;
@@ -82,6 +89,29 @@ struct Producer {
         }
         pages_v = pages_k;
         load_v(previous);
+    }
+
+    // The Q slice of every consumer warp group with rows in the sequence (the others skip the tile,
+    // forward_kernel.h): Dqk / 64 boxes of 64 packed rows, the slice's first row a query of head head0
+    // (pack divides 64).
+    CUTE_DEVICE static void load_q(const KernelParams<Traits>& params, const WorkInfo<kBlockM, kBlockN>& info,
+                                   WorkTile work, typename Traits::SharedStorage& smem, std::uint32_t& q_phases) {
+        constexpr int kRows = Traits::kRowsPerWarpGroup;
+        constexpr auto kHint = static_cast<std::uint64_t>(TMA::CacheHintSm90::EVICT_FIRST);
+        const int batch = params.attn.varlen() ? 0 : work.batch;
+        for (int wg = 0; wg < Traits::kConsumerWarpGroups; ++wg) {
+            const std::int64_t slice_row0 = info.row_begin + wg * kRows;
+            if (slice_row0 >= info.seq.seqlen_q * info.pack) break;
+            cutlass::arch::ClusterBarrier::wait(&smem.q_empty[wg], (q_phases >> wg) & 1u);
+            q_phases ^= 1u << wg;
+            cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&smem.q_full[wg], Traits::kTmaBytesQ);
+            const int row = int(info.seq.row_q + info.pack_div.div(std::uint32_t(slice_row0)));
+            Element* slice = smem.q.data() + wg * Traits::kSmemQElements;
+            CUTE_UNROLL
+            for (int c = 0; c < Traits::kDimQK; c += 64)
+                SM90_TMA_LOAD_4D::copy(&params.tma_q, &smem.q_full[wg], kHint, slice + c * kRows, c,
+                                       info.head0, row, batch);
+        }
     }
 };
 

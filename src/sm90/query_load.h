@@ -1,7 +1,7 @@
-// Gathers one consumer warp group's 64 packed Q rows into its swizzled shared-memory slice.
-// Packed rows come from G different heads, which one TMA box cannot express for every G, so the
-// warp group loads them itself with 16-byte cp.async: each row's address is computed from its
-// query position and head; rows past the sequence are zero-filled.
+// Gathers one consumer warp group's 64 packed Q rows into its swizzled shared-memory slice where
+// the producer cannot load them by TMA (KernelParams::q_by_tma: a group that does not divide 64,
+// strides TMA cannot take): the warp group loads them itself with 16-byte cp.async, each row's
+// address computed from its query position and head; rows past the sequence are zero-filled.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,7 @@ CUTE_DEVICE void load_query(const core::AttnParams& p, const Info& info, int bat
     using Rows = SliceRows<decltype(size<0>(sQ))::value, decltype(size<1>(sQ))::value / 8>;  // 16-byte chunks
     const Element* q = static_cast<const Element*>(p.q);
     const std::int64_t valid_rows = info.seq.seqlen_q * info.pack - info.row_begin - slice_row0;
+    warp_group_sync(wg);  // every warp's wgmma of the previous tile has read the slice
     Rows::for_each_row(info, slice_row0, thread_in_group, [&](int r, std::int64_t query, int head) {
         const bool valid = r < valid_rows;
         const Element* row = valid ? q + core::offset(p.q_strides, batch, info.seq.row_q, query, head) : q;

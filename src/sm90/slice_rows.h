@@ -1,7 +1,7 @@
 // How a consumer warp group's 128 threads cover the 16-byte chunks of its slice of a work tile (the
-// Q gather into shared memory, the output rows out of it): eight threads a row, each taking every
-// eighth chunk, so a thread's rows lie 16 apart and one PackedRowWalk gives their (query, head)
-// without a division per row.
+// Q gather into shared memory, an empty tile's zero output rows): eight threads a row, each taking
+// every eighth chunk, so a thread's rows lie 16 apart and one PackedRowWalk gives their (query,
+// head) without a division per row.
 #pragma once
 
 #include <cstdint>
