@@ -135,8 +135,7 @@ Status dispatch(const core::AttnParams& p, bool backward, Sm90Supports&& sm90_su
     core::AttnParams checked = p;
     sm80::BackwardTile sm80_tile;
     const bool counts = backward && sm80::backward_tile_for(p.dim_qk, p.dim_v, sm80_tile);
-    const sm80::KernelTiles tiles = hopper ? sm90::backward_tiles(p.dim_qk, p.dim_v)
-                                           : sm80::KernelTiles{sm80_tile.q_tile, sm80_tile.kv_tile};
+    const sm80::KernelTiles tiles = hopper ? sm90::backward_tiles(p.dim_qk, p.dim_v) : sm80_tile.kernel_tiles();
     if (!(s = check_band_rows(p, counts ? &tiles : nullptr, checked.band_visits)).ok()) return s;
     return hopper ? sm90_kernel(checked) : sm80_kernel(checked);
 }

@@ -108,7 +108,7 @@ Status backward(const core::AttnParams& p) {
         return Status::unsupported("q", "the CUDA backward for head dim " + std::to_string(p.dim_qk) + " needs " +
                                             std::to_string(smem) + " bytes of shared memory per block; this GPU has " +
                                             std::to_string(smem_limit));
-    return backward_with(p, {&sm80_main, {tile.q_tile, tile.kv_tile}, 1});
+    return backward_with(p, {&sm80_main, tile.kernel_tiles(), 1});
 }
 
 Status backward_with(const core::AttnParams& p, const BackwardKernel& kernel) {

@@ -4,19 +4,21 @@
 
 namespace ccattn::sm80 {
 
+// A backward main kernel's tiles as the shared host driver sees them (chunks, block-sparse checks,
+// direct dQ, deterministic turns) and the band-tensor check counts visits with: packed query rows per
+// q-tile, keys per CTA. sm80's come from backward_tile, the Hopper kernel's from its own table.
+struct KernelTiles {
+    int q_tile, kv_tile;
+};
+
 // A CTA owns kv_tile keys of one KV head and walks q-tiles of q_tile packed rows. Warps split each
 // of the three MMA shapes differently: S/dP (q_tile x kv_tile), dK/dV (kv_tile x D), dQ (q_tile x Dqk);
 // atom_m_* is the number of warps stacked along M in each. stages = buffers for Q and dO (2 overlaps
 // the next tile's load with this tile's math).
 struct BackwardTile {
     int q_tile, kv_tile, warps, atom_m_sdp, atom_m_dkv, atom_m_dq, stages;
-};
 
-// A backward main kernel's tiles as the shared host driver sees them (chunks, block-sparse checks,
-// direct dQ, deterministic turns) and the band-tensor check counts visits with: packed query rows per
-// q-tile, keys per CTA. sm80's come from backward_tile, the Hopper kernel's from its own table.
-struct KernelTiles {
-    int q_tile, kv_tile;
+    constexpr KernelTiles kernel_tiles() const { return {q_tile, kv_tile}; }
 };
 
 template <int kDqk, int kDv>

@@ -1058,7 +1058,7 @@ sm80::QChunks chunks_for(const Problem& pr, const Mask& band) {
     int device = 0, sms = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    return sm80::q_chunks(p, {tile.q_tile, tile.kv_tile}, sm80::SparseBits{}, sms);
+    return sm80::q_chunks(p, tile.kernel_tiles(), sm80::SparseBits{}, sms);
 }
 
 // Few kv-tiles and a long q range (compressed keys): the range is cut into chunks whose CTAs add their

@@ -337,7 +337,7 @@ TEST(BandTensorsGpuCheck, CountsTheBackwardsVisits) {
     const Config c{128, 128, DType::bf16};
     sm80::BackwardTile sm80_tile;
     ASSERT_TRUE(sm80::backward_tile_for(128, 128, sm80_tile));
-    const sm80::KernelTiles tile{sm80_tile.q_tile, sm80_tile.kv_tile};
+    const sm80::KernelTiles tile = sm80_tile.kernel_tiles();
     auto params = [](const AttnTensors& t, const Mask& m, Device d) {
         core::AttnParams p;
         const Status s = api::fill_backward_params(backward_args(t, m, d), d == Device::cuda ? host_seqlens(t) : api::HostSeqlens{}, p);
