@@ -20,7 +20,7 @@ sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-san
 declare -A subsets=(
   [test_sm80_forward]='Configs/Sm80Forward.SanitizerSmall/*:Sm80ForwardErrors.*'
   [test_backward]='*SanitizerSmall*'
-  [test_sm90_forward]='Sm90Forward.EmptyRowsAndTiles:Sm90Forward.VarlenWithEmptySequences:Sm90Forward.MaskMod:Sm90Forward.BlockSparse'
+  [test_sm90_forward]='Sm90Forward.EmptyRowsAndTiles:Sm90Forward.VarlenWithEmptySequences:Sm90Forward.MaskMod:Sm90Forward.BlockSparse:Sm90Forward.DynamicTileSchedule'
   [test_decode]='SplitForward.Varlen:Layouts/KvCacheGpu.SplitCountsAgree/paged16:Layouts/KvCacheGpu.SplitCountsAgree/contiguous'
 )
 [ "${SANITIZE:-1}" = 1 ] || subsets=()

@@ -65,33 +65,43 @@ struct Epilogue {
                        decode::global_row(p, work.batch, info.seq, info.query_of(tile_row)));
     }
 
-    // The slice's rows inside the sequence straight from the accumulators, as 16-bit column pairs: the
-    // 4 threads of a quad write a row's 16 contiguous bytes per 8 columns, which L2 merges into whole
-    // sectors. Shared memory stays Q's alone, so the producer can load the next tile's Q during this
-    // tile's last P V and this store.
+    // The slice's rows inside the sequence straight from the accumulators, 16 bytes per store: thread
+    // q of a quad holds columns 8k + 2q, 8k + 2q + 1 of its row (wgmma's accumulator layout,
+    // tests/cuda/test_sm90_forward.cu checks it); a 4 x 4 transpose of those column pairs within the
+    // quad gives it columns 32b + 8q .. 32b + 8q + 7 instead, so each store of a quad fills two whole
+    // 32-byte sectors of the row (the pairs as they lie half-filled four). Shared memory stays Q's
+    // alone, so the producer can load the next tile's Q during this tile's last P V and this store.
     template <class FragO>
     CUTE_DEVICE static void store(const core::AttnParams& p, const WorkInfo<kBlockM, kBlockN>& info, int batch,
                                   int wg, int thread_in_group, FragO const& tOrO, const float (&lse)[kFragRows]) {
         const int slice_row0 = wg * kRows;
         const std::int64_t rows = valid_rows(info, slice_row0);
+        const int q = thread_in_group % 4;
         auto o = rowcol_view(tOrO);  // (kFragRows, cols): column pairs adjacent
+        static_assert(decltype(size<1>(o))::value % 8 == 0, "whole 32-column blocks per row");
         auto coord = rowcol_view(typename Traits::TiledMmaPV{}.get_thread_slice(thread_in_group).partition_C(
             make_identity_tensor(Shape<Int<kRows>, Int<Traits::kDimV>>{})));
         CUTE_UNROLL
         for (int m = 0; m < kFragRows; ++m) {
             const int r = get<0>(coord(m, 0));
-            if (r >= rows) continue;
             const int tile_row = slice_row0 + r;
             Element* dst = static_cast<Element*>(p.out) + core::offset(p.out_strides, batch, info.seq.row_q,
                                                                        info.query_of(tile_row), info.head_of(tile_row));
             CUTE_UNROLL
-            for (int n = 0; n < size<1>(o); n += 2) {
-                cutlass::Array<Element, 2> pair;
-                pair[0] = Element(o(m, n));
-                pair[1] = Element(o(m, n + 1));
-                *reinterpret_cast<cutlass::Array<Element, 2>*>(dst + get<1>(coord(m, n))) = pair;
+            for (int b = 0; b < size<1>(o) / 8; ++b) {
+                std::uint32_t pairs[4];  // columns 32b + 8j + 2q, + 1
+                CUTE_UNROLL
+                for (int j = 0; j < 4; ++j) {
+                    cutlass::Array<Element, 2> pair;
+                    pair[0] = Element(o(m, 8 * b + 2 * j));
+                    pair[1] = Element(o(m, 8 * b + 2 * j + 1));
+                    pairs[j] = reinterpret_cast<const std::uint32_t&>(pair);
+                }
+                transpose_quad(pairs, q);  // every lane: the shuffles span the warp
+                if (r < rows)
+                    *reinterpret_cast<uint4*>(dst + 32 * b + 8 * q) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
             }
-            if (p.lse != nullptr && get<1>(coord(0, 0)) == 0) *lse_address(p, info, batch, tile_row) = lse[m];
+            if (r < rows && p.lse != nullptr && q == 0) *lse_address(p, info, batch, tile_row) = lse[m];
         }
     }
 
@@ -142,6 +152,22 @@ struct Epilogue {
         const std::int64_t rows = valid_rows(info, slice_row0);
         if (p.lse != nullptr && thread_in_group < kRows && thread_in_group < rows)
             *lse_address(p, info, batch, slice_row0 + thread_in_group) = -INFINITY;
+    }
+
+  private:
+    // v[j] of quad thread t is element (t, j) of a 4 x 4 matrix; afterwards v[j] holds element (j, t):
+    // two butterfly steps, each swapping one off-diagonal half with the partner lane.
+    CUTE_DEVICE static void transpose_quad(std::uint32_t (&v)[4], int q) {
+        const bool high = q & 2;  // lanes 2, 3 trade their columns 0, 1 for lanes 0, 1's columns 2, 3
+        std::uint32_t a = __shfl_xor_sync(0xffffffffu, high ? v[0] : v[2], 2);
+        std::uint32_t b = __shfl_xor_sync(0xffffffffu, high ? v[1] : v[3], 2);
+        if (high) v[0] = a, v[1] = b;
+        else v[2] = a, v[3] = b;
+        const bool odd = q & 1;  // then within each pair of lanes, columns 0, 2 against 1, 3
+        a = __shfl_xor_sync(0xffffffffu, odd ? v[0] : v[1], 1);
+        b = __shfl_xor_sync(0xffffffffu, odd ? v[2] : v[3], 1);
+        if (odd) v[0] = a, v[2] = b;
+        else v[1] = a, v[3] = b;
     }
 };
 

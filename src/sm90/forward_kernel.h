@@ -1,8 +1,9 @@
 // The Hopper forward kernel: a persistent grid of warp-specialized CTAs. Warp group 0 is the
 // producer (TMA loads of K and V, and of Q where the call allows), warp groups 1.. are consumers
-// (64 packed query rows each: Q gather where TMA cannot load it, wgmma mainloop, epilogue). Both
-// roles walk the same work tiles in the same order; with split-KV a work tile is one split of a
-// q-tile's kv steps and its rows go to the partial results.
+// (64 packed query rows each: Q gather where TMA cannot load it, wgmma mainloop, epilogue). The
+// producer draws the work tiles (tile_queue.h) and hands each to the consumers, so both roles walk
+// the same tiles in the same order; with split-KV a work tile is one split of a q-tile's kv steps
+// and its rows go to the partial results.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
     using PipelineState = typename Traits::PipelineState;
     using SharedStorage = typename Traits::SharedStorage;
     using Info = WorkInfo<Traits::kBlockM, Traits::kBlockN>;
+    using TileQueue = typename Traits::TileQueue;
 
     extern __shared__ __align__(1024) char smem_buf[];
     SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_buf);
@@ -70,6 +72,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
             cutlass::arch::ClusterBarrier::init(&smem.q_full[wg], 1);
             cutlass::arch::ClusterBarrier::init(&smem.q_empty[wg], 1);
         }
+        TileQueue::init(smem.tiles);
         cutlass::arch::fence_barrier_init();
     }
     __syncthreads();  // barrier initialization visible to all; no CTA-wide barrier after this point
@@ -81,11 +84,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         PipelineState write_k = cutlass::make_producer_start_state<Pipeline>();
         PipelineState write_v = cutlass::make_producer_start_state<Pipeline>();
         std::uint32_t q_phases = ~0u;  // a fresh barrier passes parity 1 at once: every slice starts free
-        for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
+        typename TileQueue::State tile_write = TileQueue::producer_start();
+        for (std::int64_t w = blockIdx.x;;) {
+            TileQueue::push(smem.tiles, tile_write, w);
+            if (w >= scheduler.num_tiles()) break;
+            const std::int64_t next = TileQueue::draw(params.tile_counter, w);
             const WorkTile work = scheduler.tile(w);
             const Info info(params.attn, work, scheduler);
             if (info.num_steps > 0)
                 Producer<Traits>::load(params, info, work, smem, pipeline_k, pipeline_v, write_k, write_v, q_phases);
+            w = next;
         }
     } else {
         cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
@@ -101,7 +109,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         if constexpr (Traits::kPingPong) {
             if (wg == 0) take_first_turn();
         }
-        for (std::int64_t w = blockIdx.x; w < scheduler.num_tiles(); w += gridDim.x) {
+        typename TileQueue::State tile_read;
+        for (std::int64_t w = TileQueue::pop(smem.tiles, tile_read); w < scheduler.num_tiles();
+             w = TileQueue::pop(smem.tiles, tile_read)) {
             const WorkTile work = scheduler.tile(w);
             const Info info(params.attn, work, scheduler);
             if (!info.in_sequence) continue;

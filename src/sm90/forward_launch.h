@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <cute/tensor.hpp>
 
+#include "cuda/memory_pool.h"
 #include "sm90/forward_kernel.h"
 #include "sm90/kernel_params.h"
 #include "sm90/launch.h"
@@ -80,8 +81,24 @@ Status launch_forward(const core::AttnParams& p, const decode::SplitWork* split)
                     "shared memory size");
     if (!s.ok()) return s;
     const int grid = int(std::min<std::int64_t>(tiles, sms));
-    kernel<<<grid, Traits::kThreads, Traits::kSharedBytes, static_cast<cudaStream_t>(p.stream)>>>(kp);
-    return cuda_status(cudaGetLastError(), "launch");
+    auto stream = static_cast<cudaStream_t>(p.stream);
+    // The dynamic schedule (tile_queue.h) where a CTA gets more than one tile and tiles may differ
+    // in cost (not split-KV's equal shares). Its counter is stream-ordered and zeroed per call, so
+    // that calls on other streams never share it.
+    void* counter = nullptr;
+    if (tiles > grid && kp.scheduler.splits == 1) {
+        if (!(s = cuda::retain_pool_memory(device)).ok()) return s;
+        s = cuda_status(cudaMallocAsync(&counter, sizeof(unsigned long long), stream), "cudaMallocAsync of the tile counter");
+        if (!s.ok()) return s;
+        kp.tile_counter = static_cast<unsigned long long*>(counter);
+    }
+    cudaError_t e = counter != nullptr ? cudaMemsetAsync(counter, 0, sizeof(unsigned long long), stream) : cudaSuccess;
+    if (e == cudaSuccess) {
+        kernel<<<grid, Traits::kThreads, Traits::kSharedBytes, stream>>>(kp);
+        e = cudaGetLastError();
+    }
+    const cudaError_t freed = counter != nullptr ? cudaFreeAsync(counter, stream) : cudaSuccess;
+    return cuda_status(e != cudaSuccess ? e : freed, e != cudaSuccess ? "launch" : "cudaFreeAsync of the tile counter");
 }
 
 }  // namespace ccattn::sm90

@@ -15,6 +15,9 @@ template <class Traits>
 struct KernelParams {
     core::AttnParams attn;
     TileScheduler scheduler;
+    // Work tiles after the grid's first: the next is gridDim.x + this counter's old value, zeroed
+    // before the launch; null: the static round-robin (tile_queue.h).
+    unsigned long long* tile_counter = nullptr;
     typename Traits::TmaK tma_k;
     typename Traits::TmaV tma_v;
     typename Traits::ShapeKV shape_k;   // (rows, Dqk, kv heads, batch)

@@ -7,6 +7,7 @@
 #include <cutlass/numeric_types.h>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
 
+#include "sm90/tile_queue.h"
 #include "sm90/tile_sizes.h"
 
 namespace ccattn::sm90 {
@@ -87,6 +88,9 @@ struct KernelTraits {
 
     using Pipeline = cutlass::PipelineTmaAsync<kStages>;
     using PipelineState = typename Pipeline::PipelineState;
+    // Two entries let the producer publish the tile after next while the consumers start the next one;
+    // its K / V loads keep it at most kStages steps ahead anyway.
+    using TileQueue = sm90::TileQueue<2, kConsumerThreads>;
 
     // Every buffer starts on a 1024-byte boundary: the SW128 pattern repeats every 8 rows of 128 B
     // and TMA and wgmma apply it to absolute shared-memory addresses.
@@ -99,6 +103,7 @@ struct KernelTraits {
         // Q by TMA (KernelParams::q_by_tma): a warp group's slice has landed / its last S has read it.
         cutlass::arch::ClusterBarrier::ValueType q_full[kConsumerWarpGroups];
         cutlass::arch::ClusterBarrier::ValueType q_empty[kConsumerWarpGroups];
+        typename TileQueue::Storage tiles;  // the work tiles, from the producer to the consumers
     };
     static constexpr int kSharedBytes = int(sizeof(SharedStorage));
     static_assert(kSharedBytes <= 227 * 1024, "shared memory over the sm90 per-block limit");

@@ -1,11 +1,10 @@
 // Which work tiles each CTA of the persistent grid processes. Band masks make the work per q-tile
 // uneven (under a causal band the last q-tile visits the most kv tiles), so tiles are handed out
 // longest first: all (head, batch) pairs of the last q-tile, then of the one before, and so on.
-// CTA c takes tiles c, c + grid, c + 2 grid, ... of that order: a static longest-first
-// round-robin, which both roles of a CTA follow without communicating. Each q-tile level starts
-// its (head, batch) pairs one further on: otherwise a CTA would meet only the pairs congruent to c
-// modulo gcd(grid, pairs), e.g. 2 of 6 varlen sequences (24 pairs, 132 CTAs), and the CTAs given
-// the longest sequence would do most of the work.
+// CTA c takes tile c, then the next index nobody has taken (tile_queue.h), or, for split-KV
+// launches, tiles c + grid, c + 2 grid, ... (a static round-robin). Each q-tile level starts its
+// (head, batch) pairs one further on: otherwise the static order would give a CTA only the pairs
+// congruent to c modulo gcd(grid, pairs), e.g. 2 of 6 varlen sequences (24 pairs, 132 CTAs).
 // Split-KV (flash-decoding, few work tiles for the SMs): each (q-tile, head, batch) becomes `splits`
 // work tiles, split k taking the k-th equal share of the tile's kv steps (WorkInfo).
 #pragma once
