@@ -92,13 +92,18 @@ Status launch_forward(const core::AttnParams& p, const decode::SplitWork* split)
         if (!s.ok()) return s;
         kp.tile_counter = static_cast<unsigned long long*>(counter);
     }
+    const char* what = "cudaMemsetAsync of the tile counter";
     cudaError_t e = counter != nullptr ? cudaMemsetAsync(counter, 0, sizeof(unsigned long long), stream) : cudaSuccess;
     if (e == cudaSuccess) {
         kernel<<<grid, Traits::kThreads, Traits::kSharedBytes, stream>>>(kp);
         e = cudaGetLastError();
+        what = "launch";
     }
-    const cudaError_t freed = counter != nullptr ? cudaFreeAsync(counter, stream) : cudaSuccess;
-    return cuda_status(e != cudaSuccess ? e : freed, e != cudaSuccess ? "launch" : "cudaFreeAsync of the tile counter");
+    if (counter != nullptr) {
+        const cudaError_t freed = cudaFreeAsync(counter, stream);
+        if (e == cudaSuccess) e = freed, what = "cudaFreeAsync of the tile counter";
+    }
+    return cuda_status(e, what);
 }
 
 }  // namespace ccattn::sm90
