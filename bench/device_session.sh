@@ -30,8 +30,9 @@
 #             not built yet, which needs GoogleTest: on the machine, or carried in .deps/googletest)
 #   pytest    the Python package's tests (CPU and CUDA) against the built extension, within $PYTEST_TIMEOUT s
 #             (PYTEST_K: a -k expression)
-#   profile   Nsight Compute (--clock-control none) on one launch of the backward main kernel, causal 16K and
-#             NSA 64K: throughput, warp stall reasons, occupancy, to $OUT/ncu-<case>.txt
+#   profile   Nsight Compute (--clock-control none) on one launch of a kernel, the cases of PROFILE_CASES
+#             (default the backward's causal 16K and NSA 64K; also fwd_causal_16k, fwd_nsa_64k, fwd_nsa_b16):
+#             throughput, warp stall reasons, occupancy and the per-instruction stall table, in the logs
 #   ceilings  bf16 GEMM rate and device copy bandwidth (bench/ceilings.py)
 #   bench     ccattn's rows (bench/run.py)           peers  the peers' rows (bench/peers.py)
 #   plot      PNGs (bench/plot.py) into $OUT          table  the README tables (bench/table.py) to $OUT/table.md
@@ -177,6 +178,7 @@ if has profile; then
   }
   causal16k=(--causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16)
   nsa64k=(--causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
+  nsa_b16=(--causal --batch 16 --seqlen-q 2048 --seqlen-k 127 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
   IFS=, read -ra wanted <<< "${PROFILE_CASES:-bwd_causal_16k,bwd_nsa_64k}"
   for c in "${wanted[@]}"; do
     case $c in
@@ -184,6 +186,7 @@ if has profile; then
       bwd_nsa_64k)    profile_case "$c" backward_kernel --bwd "${nsa64k[@]}" ;;
       fwd_causal_16k) profile_case "$c" forward_kernel "${causal16k[@]}" ;;
       fwd_nsa_64k)    profile_case "$c" forward_kernel "${nsa64k[@]}" ;;
+      fwd_nsa_b16)    profile_case "$c" forward_kernel "${nsa_b16[@]}" ;;
       *) echo "profile: unknown case $c" ;;
     esac
     save

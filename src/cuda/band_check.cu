@@ -14,6 +14,7 @@
 #include "core/band_tensors.h"
 #include "core/schedule.h"
 #include "cuda/cuda_status.h"
+#include "cuda/memory_pool.h"
 
 namespace ccattn::cuda {
 namespace {
@@ -72,8 +73,13 @@ Status check_band_rows(const core::AttnParams& p, const sm80::KernelTiles* tile,
     visits = 0;
     if (p.batch == 0 || p.seqlen_q == 0) return Status::success();  // seqlen_q: the longest sequence
     auto stream = static_cast<cudaStream_t>(p.stream);
+    // The synchronization below would otherwise unmap the result's pool memory on every call.
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err != cudaSuccess) return cuda_status(err, "band tensor check");
+    if (Status s = retain_pool_memory(device); !s.ok()) return s;
     BandCheckResult* d_result = nullptr;
-    cudaError_t err = cudaMallocAsync(reinterpret_cast<void**>(&d_result), sizeof(BandCheckResult), stream);
+    err = cudaMallocAsync(reinterpret_cast<void**>(&d_result), sizeof(BandCheckResult), stream);
     if (err != cudaSuccess) return cuda_status(err, "band tensor check");
     BandCheckResult h_result{};
     constexpr int kBlock = 256;

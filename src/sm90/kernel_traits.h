@@ -38,10 +38,11 @@ struct KernelTraits {
     static_assert(kBlockM % kRowsPerWarpGroup == 0 && (kConsumerWarpGroups == 2 || kConsumerWarpGroups == 3));
     // setmaxnreg budgets: the producer keeps only what TMA issue needs, consumers take the rest of
     // the 64K register file. With two consumer groups the producer's per-tile set-up (WorkInfo, the
-    // Q boxes) spilled ~530 instructions at 24 registers; 40 leaves 232 a consumer thread, which their
-    // mainloop fits without spills (bench/NOTES.md v23).
-    static constexpr int kProducerRegisters = kConsumerWarpGroups == 2 ? 40 : 32;
-    static constexpr int kConsumerRegisters = kConsumerWarpGroups == 2 ? 232 : 160;
+    // Q boxes) spilled ~530 instructions at 24 registers (bench/NOTES.md v23); its spills cost the
+    // one-kv-tile shapes most, so at Dqk <= 128, whose consumers fit 224 without spills, it gets 56
+    // (v32); at Dqk 192 / 256 the consumers need 232 and the producer keeps 40.
+    static constexpr int kProducerRegisters = kConsumerWarpGroups == 3 ? 32 : kDimQK <= 128 ? 56 : 40;
+    static constexpr int kConsumerRegisters = kConsumerWarpGroups == 3 ? 160 : kDimQK <= 128 ? 224 : 232;
     static_assert(kWarpGroupThreads * (kProducerRegisters + kConsumerWarpGroups * kConsumerRegisters) <= 65536);
 
     // SW128 swizzle atoms need every row (K-major) or column (MN-major) extent to be a multiple of 64.
