@@ -1,32 +1,43 @@
 #!/usr/bin/env bash
-# A/B of ccattn builds on the GPU machine, in one call: `main` (this checkout as it travels) and each
-# variant (this checkout with a patch applied), each built into $AB_DIR/<label> (the CLI; with the GPU
-# tests for the label named in TEST), then every case run by each build in turn, case by case, into
-# one CSV (impl `ccattn@<label>`) and a PNG of the ratios to main (bench/plot_ab.py).
+# A/B of ccattn builds on the GPU machine: `main` (this checkout as it travels) and each variant (this
+# checkout with patches applied), measured case by case, build by build in turn, into one CSV (impl
+# `ccattn@<label>`) and a PNG of the ratios to main (bench/plot_ab.py). All builds share one source
+# copy and one build folder under $AB_DIR: each variant's patches are applied, the CLI is rebuilt
+# incrementally (only what they touch) and kept as $AB_DIR/bin/ccattn-<label>, then the patches are
+# taken off again. The label named in TEST also gets its GPU tests built and run, with the sanitizer
+# subsets (scripts/gpu_tests.sh), before any timing. Built labels are kept while the machine stays
+# warm, so a call that ran out of time is completed by repeating it.
 #
 # Patches are tracked files (bench/next/*.patch), so nothing is prepared here. Carry
 # [".deps/cutlass.tar.xz"] (scripts/setup.sh + `tar -cJf .deps/cutlass.tar.xz -C .deps
 # cutlass/cutlass_library/source/include`), and ".deps/googletest" with TEST where the machine has
 # no GoogleTest. For example:
-#   VARIANTS="v35=bench/next/v35-tile-entry.patch" TEST=v35 NO_BWD=1 \
-#     CASES=nsa_b16_s2k,nsa_b8_s4k,varlen_6docs_cf16,chunked_16k,nsa_64k,causal_16k_h16 bash bench/ab.sh
-# Environment: VARIANTS (space-separated label=patch), TEST (a label: its GPU tests and sanitizer
-# subsets run first, scripts/gpu_tests.sh; empty: none), CASES (bench/cases.py names, default the
-# forward's short and long representatives), MASKS (default native; band cases need band_tensors),
-# NO_BWD (1: forward only), ROUNDS (passes over the cases, default 1), BUDGET_S (no new run after that
-# many seconds, default 480), AB_DIR (/root/ab), OUT (set by the device tool).
+#   VARIANTS="v35=bench/next/v35-tile-entry.patch \
+#             v36=bench/next/v35-tile-entry.patch+bench/next/v36-vector-store.patch" TEST=v36 NO_BWD=1 \
+#     CASES=nsa_b16_s2k,nsa_b8_s4k,varlen_6docs_cf16,nsa_64k,causal_16k_h16 bash bench/ab.sh
+# Environment: VARIANTS (space-separated label=patch[+patch...], applied in that order), TEST (a
+# label: its GPU tests and sanitizer subsets run first; empty: none), CASES (bench/cases.py names,
+# default the forward's short and long representatives), MASKS (default native; band cases need
+# band_tensors), NO_BWD (1: forward only), ROUNDS (passes over the cases, default 1), BUDGET_S (no new
+# build or run after that many seconds, default 480), AB_DIR (/root/ab), OUT (set by the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 start=$(date +%s)
 stop_at=$((start + ${BUDGET_S:-480}))
+checkout=$PWD
 out=${OUT:-/tmp/ccattn-ab}
 ab=${AB_DIR:-/root/ab}
 logs=$ab/logs
-csv=$out/ab.csv
-mkdir -p "$out" "$logs"
-variants=${VARIANTS:-}
+csv=$ab/ab.csv
+mkdir -p "$out" "$logs" "$ab/bin"
+save() { cp "$csv" "$out/" 2>/dev/null; tar -czf "$out/logs.tar.gz" -C "$logs" . 2>/dev/null; true; }
+
+declare -A patches_of=([main]="")
 labels=(main)
-for v in $variants; do labels+=("${v%%=*}"); done
+for v in ${VARIANTS:-}; do
+  labels+=("${v%%=*}")
+  patches_of[${v%%=*}]=${v#*=}
+done
 
 include=.deps/cutlass/cutlass_library/source/include
 if [ ! -e "$include/cute/tensor.hpp" ]; then
@@ -35,54 +46,77 @@ if [ ! -e "$include/cute/tensor.hpp" ]; then
 fi
 include=$(realpath "$include")
 
-# The sources of each build: main is this checkout; a variant, a copy with its patch applied.
-source_of() { [ "$1" = main ] && pwd || echo "$ab/src-$1"; }
-for v in $variants; do
-  label=${v%%=*} patch=${v#*=}
-  rm -rf "$ab/src-$label" && mkdir -p "$ab/src-$label"
-  tar -cf - --exclude='./build*' --exclude=./.peers --exclude=./.git . | tar -xf - -C "$ab/src-$label"
-  if ! (cd "$ab/src-$label" && git apply "$OLDPWD/$patch" 2>/dev/null || patch -p1 -s < "$OLDPWD/$patch"); then
-    echo "ab: $patch does not apply"; exit 1
+# One pristine source copy, made once per machine.
+src=$ab/src
+if [ ! -e "$src/CMakeLists.txt" ]; then
+  mkdir -p "$src" && tar -cf - --exclude='./build*' --exclude=./.peers --exclude=./.git . | tar -xf - -C "$src"
+fi
+patch_tree() {  # patch file [-R]: git apply where git is, else patch(1)
+  if command -v git > /dev/null; then (cd "$src" && git apply ${2:+"$2"} "$checkout/$1")
+  else (cd "$src" && patch -p1 -s ${2:+"$2"} < "$checkout/$1"); fi
+}
+apply() {  # label [-R]: its patches on (in order) or off (in reverse order); $ab/applied names what is on
+  local list i
+  IFS=+ read -ra list <<< "${patches_of[$1]}"
+  if [ "${2:-}" = -R ]; then
+    for ((i = ${#list[@]} - 1; i >= 0; i--)); do patch_tree "${list[i]}" -R || return 1; done
+    rm -f "$ab/applied"
+  else
+    for i in "${list[@]}"; do patch_tree "$i" || { echo "ab: $i does not apply"; return 1; }; done
+    echo "$1" > "$ab/applied"
   fi
+}
+# A call cut short may have left a variant's patches on.
+if [ -e "$ab/applied" ]; then apply "$(cat "$ab/applied")" -R || { echo "ab: $src is not pristine"; exit 1; }; fi
+
+build=$ab/build
+tests=OFF
+[ -n "${TEST:-}" ] && tests=ON
+if [ ! -e "$build/build.ninja" ]; then
+  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCCATTN_CUTLASS_INCLUDE="$include" -DCCATTN_BUILD_TESTS=$tests > "$logs/configure.log" 2>&1 ||
+    { tail -20 "$logs/configure.log"; exit 1; }
+fi
+# TEST last: its tests run on the build as it stands after its own.
+order=()
+for label in "${labels[@]}"; do [ "$label" = "${TEST:-}" ] || order+=("$label"); done
+[ -n "${TEST:-}" ] && order+=("$TEST")
+for label in "${order[@]}"; do
+  [ -x "$ab/bin/ccattn-$label" ] && [ "$label" != "${TEST:-}" ] && continue
+  [ "$label" = "${TEST:-}" ] && [ -e "$logs/gpu-tests-$label.done" ] && continue
+  [ "$(date +%s)" -lt "$stop_at" ] || { echo "ab: budget spent before building $label"; save; exit 1; }
+  apply "$label" || exit 1
+  t0=$(date +%s)
+  targets=(--target src/cli/ccattn)
+  [ "$label" = "${TEST:-}" ] && targets=()
+  if ! cmake --build "$build" -j "$(nproc)" "${targets[@]}" > "$logs/build-$label.log" 2>&1; then
+    grep -E "error" -A3 "$logs/build-$label.log" | head -30
+    apply "$label" -R
+    save
+    exit 1
+  fi
+  cp "$build/src/cli/ccattn" "$ab/bin/ccattn-$label"
+  echo "== built $label in $(( $(date +%s) - t0 )) s"
+  if [ "$label" = "${TEST:-}" ]; then
+    BUILD_DIR="$build" OUT="$logs/tests-$label" bash "$src/scripts/gpu_tests.sh" > "$logs/gpu-tests-$label.log" 2>&1
+    echo "gpu tests of $label: exit $?"
+    grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$logs/gpu-tests-$label.log" | head -30
+    touch "$logs/gpu-tests-$label.done"
+  fi
+  apply "$label" -R || { echo "ab: the patches of $label do not come off"; exit 1; }
+  save
 done
 
-build() {  # label: configure and build its CLI (and the GPU tests for TEST) into $ab/<label>
-  local label=$1 tests=OFF target=(src/cli/ccattn)
-  [ "$label" = "${TEST:-}" ] && tests=ON && target=()
-  cmake -S "$(source_of "$label")" -B "$ab/$label" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DCCATTN_CUTLASS_INCLUDE="$include" -DCCATTN_BUILD_TESTS=$tests \
-    > "$logs/configure-$label.log" 2>&1 &&
-    cmake --build "$ab/$label" -j "$(( $(nproc) / ${#labels[@]} + 1 ))" ${target:+--target "${target[@]}"} \
-      > "$logs/build-$label.log" 2>&1
-}
-t0=$(date +%s)
-for label in "${labels[@]}"; do build "$label" & done
-failed=0
-for job in $(jobs -p); do wait "$job" || failed=1; done
-echo "== built ${labels[*]} in $(( $(date +%s) - t0 )) s"
-if [ $failed -ne 0 ]; then
-  for label in "${labels[@]}"; do grep -E "error" -A3 "$logs/build-$label.log" | head -20; done
-  tar -czf "$out/logs.tar.gz" -C "$logs" .
-  exit 1
-fi
-
-if [ -n "${TEST:-}" ]; then
-  echo "== GPU tests of $TEST"
-  BUILD_DIR="$ab/$TEST" OUT="$logs/tests-$TEST" bash "$(source_of "$TEST")/scripts/gpu_tests.sh" > "$logs/gpu-tests.log" 2>&1
-  echo "gpu tests exit $?"
-  grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$logs/gpu-tests.log" | head -30
-fi
-
 echo "== cases"
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 nobwd=()
 [ "${NO_BWD:-0}" = 1 ] && nobwd=(--no-bwd)
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 IFS=, read -ra cases <<< "${CASES:-nsa_b16_s2k,nsa_b8_s4k,varlen_6docs_cf16,nsa_64k,causal_16k_h16,cf64_128k_h16kv1}"
 for round in $(seq "${ROUNDS:-1}"); do
   for c in "${cases[@]}"; do
     for label in "${labels[@]}"; do
       [ "$(date +%s)" -lt "$stop_at" ] || { echo "ab: budget spent before $c / $label (round $round)"; break 3; }
-      python3 bench/run.py --ccattn "$ab/$label/src/cli/ccattn" --csv "$csv" --card "$card" --cases "$c" \
+      python3 bench/run.py --ccattn "$ab/bin/ccattn-$label" --csv "$csv" --card "$card" --cases "$c" \
         --masks "${MASKS:-native}" --impl "ccattn@$label" "${nobwd[@]}" --stop-at "$stop_at" \
         >> "$logs/bench.log" 2>&1
       grep -E "^$c .*ccattn@$label" "$logs/bench.log" | tail -2
@@ -93,5 +127,5 @@ impls=()
 for label in "${labels[@]}"; do impls+=("ccattn@$label"); done
 python3 bench/plot_ab.py "$csv" "$out/ab.png" "${impls[@]}" --title "A/B, $card" \
   > "$logs/plot.log" 2>&1 || tail -3 "$logs/plot.log"
-tar -czf "$out/logs.tar.gz" -C "$logs" .
+save
 echo "== done ($(( $(date +%s) - start )) s)"
