@@ -100,7 +100,7 @@ for label in "${order[@]}"; do
   if [ "$label" = "${TEST:-}" ]; then
     BUILD_DIR="$build" OUT="$logs/tests-$label" bash "$src/scripts/gpu_tests.sh" > "$logs/gpu-tests-$label.log" 2>&1
     echo "gpu tests of $label: exit $?"
-    grep -E "tests passed|tests failed|Failed|\*\*\*|ERROR SUMMARY|RACECHECK SUMMARY" "$logs/gpu-tests-$label.log" | head -30
+    grep -E "tests passed|tests failed|\*\*\*(Failed|Exception|Timeout)|ERROR SUMMARY|RACECHECK SUMMARY" "$logs/gpu-tests-$label.log" | head -30
     touch "$logs/gpu-tests-$label.done"
   fi
   apply "$label" -R || { echo "ab: the patches of $label do not come off"; exit 1; }
@@ -109,15 +109,16 @@ done
 
 echo "== cases"
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-nobwd=()
-[ "${NO_BWD:-0}" = 1 ] && nobwd=(--no-bwd)
+extra=()  # one round: a repeated call measures only what the CSV lacks
+[ "${NO_BWD:-0}" = 1 ] && extra+=(--no-bwd)
+[ "${ROUNDS:-1}" = 1 ] && extra+=(--resume)
 IFS=, read -ra cases <<< "${CASES:-nsa_b16_s2k,nsa_b8_s4k,varlen_6docs_cf16,nsa_64k,causal_16k_h16,cf64_128k_h16kv1}"
 for round in $(seq "${ROUNDS:-1}"); do
   for c in "${cases[@]}"; do
     for label in "${labels[@]}"; do
       [ "$(date +%s)" -lt "$stop_at" ] || { echo "ab: budget spent before $c / $label (round $round)"; break 3; }
       python3 bench/run.py --ccattn "$ab/bin/ccattn-$label" --csv "$csv" --card "$card" --cases "$c" \
-        --masks "${MASKS:-native}" --impl "ccattn@$label" "${nobwd[@]}" --stop-at "$stop_at" \
+        --masks "${MASKS:-native}" --impl "ccattn@$label" "${extra[@]}" --stop-at "$stop_at" \
         >> "$logs/bench.log" 2>&1
       grep -E "^$c .*ccattn@$label" "$logs/bench.log" | tail -2
     done
