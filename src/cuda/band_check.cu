@@ -74,12 +74,9 @@ Status check_band_rows(const core::AttnParams& p, const sm80::KernelTiles* tile,
     if (p.batch == 0 || p.seqlen_q == 0) return Status::success();  // seqlen_q: the longest sequence
     auto stream = static_cast<cudaStream_t>(p.stream);
     // The synchronization below would otherwise unmap the result's pool memory on every call.
-    int device = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err != cudaSuccess) return cuda_status(err, "band tensor check");
-    if (Status s = retain_pool_memory(device); !s.ok()) return s;
+    if (Status s = retain_pool_memory(); !s.ok()) return s;
     BandCheckResult* d_result = nullptr;
-    err = cudaMallocAsync(reinterpret_cast<void**>(&d_result), sizeof(BandCheckResult), stream);
+    cudaError_t err = cudaMallocAsync(reinterpret_cast<void**>(&d_result), sizeof(BandCheckResult), stream);
     if (err != cudaSuccess) return cuda_status(err, "band tensor check");
     BandCheckResult h_result{};
     constexpr int kBlock = 256;

@@ -26,4 +26,11 @@ inline Status retain_pool_memory(int device) {
     return s;
 }
 
+// The same for the calling thread's current device, for callers that have no other use for it.
+inline Status retain_pool_memory() {
+    int device = 0;
+    if (Status s = cuda_status(cudaGetDevice(&device), "cudaGetDevice"); !s.ok()) return s;
+    return retain_pool_memory(device);
+}
+
 }  // namespace ccattn::cuda

@@ -167,9 +167,7 @@ Status forward(const core::AttnParams& p, bool hopper) {
     if (m_tiles_of(p) * w.splits > (std::int64_t(1) << 31) - 1)
         return Status::unsupported("q", "too many query rows for one split-KV launch");
     const std::int64_t rows = std::int64_t(p.heads_q) * p.total_q * w.splits;
-    int device = 0;
-    if (!(s = cuda::cuda_status(cudaGetDevice(&device), "cudaGetDevice")).ok()) return s;
-    if (!(s = cuda::retain_pool_memory(device)).ok()) return s;
+    if (!(s = cuda::retain_pool_memory()).ok()) return s;
     void* workspace = nullptr;
     if (!(s = cuda::cuda_status(cudaMallocAsync(&workspace, std::size_t(rows * (p.dim_v + 1)) * sizeof(float), stream),
                                 "cudaMallocAsync of the split-KV workspace"))
