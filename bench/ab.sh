@@ -39,12 +39,10 @@ for v in ${VARIANTS:-}; do
   patches_of[${v%%=*}]=${v#*=}
 done
 
-include=.deps/cutlass/cutlass_library/source/include
-if [ ! -e "$include/cute/tensor.hpp" ]; then
-  mkdir -p /root/cutlass && tar -xJf .deps/cutlass.tar.xz -C /root/cutlass || { echo "ab: no CuTe headers"; exit 1; }
-  include=/root/cutlass/cutlass/cutlass_library/source/include
-fi
-include=$(realpath "$include")
+source bench/device_build.sh  # cute_include, googletest, configure_build
+include=$(cute_include) || { echo "ab: no CuTe headers: carry .deps/cutlass or .deps/cutlass.tar.xz"; exit 1; }
+tests=OFF
+[ -n "${TEST:-}" ] && tests=$(googletest)  # before the source copy: it may add .deps/googletest
 
 # One pristine source copy, made once per machine.
 src=$ab/src
@@ -70,12 +68,8 @@ apply() {  # label [-R]: its patches on (in order) or off (in reverse order); $a
 if [ -e "$ab/applied" ]; then apply "$(cat "$ab/applied")" -R || { echo "ab: $src is not pristine"; exit 1; }; fi
 
 build=$ab/build
-tests=OFF
-[ -n "${TEST:-}" ] && tests=ON
 if [ ! -e "$build/build.ninja" ]; then
-  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DCCATTN_CUTLASS_INCLUDE="$include" -DCCATTN_BUILD_TESTS=$tests > "$logs/configure.log" 2>&1 ||
-    { tail -20 "$logs/configure.log"; exit 1; }
+  configure_build "$src" "$build" "$include" "$tests" > "$logs/configure.log" 2>&1 || { tail -20 "$logs/configure.log"; exit 1; }
 fi
 # TEST last: its tests run on the build as it stands after its own.
 order=()

@@ -76,27 +76,11 @@ set_pythonpath() {  # ccattn's package from the build and FA4, where they are re
   export PYTHONPATH="$p${base_pythonpath:+:$base_pythonpath}"
 }
 
-cute_include() {  # the CuTe headers: carried in .deps/cutlass, or as .deps/cutlass.tar.xz (unpacked under /root)
-  local known=.deps/cutlass/cutlass_library/source/include found
-  if [ -e "$known/cute/tensor.hpp" ]; then realpath "$known"; return; fi
-  if [ -e .deps/cutlass.tar.xz ]; then mkdir -p /root/deps && tar -xJf .deps/cutlass.tar.xz -C /root/deps; fi
-  found=$(find /root/deps -path '*/cute/tensor.hpp' 2>/dev/null | head -1)
-  [ -n "$found" ] && realpath "$(dirname "$found")/.."
-}
-
-googletest() {  # ON when the tests can be built: GoogleTest on the machine or carried in .deps/googletest
-  if [ -e .deps/googletest/CMakeLists.txt ] || ls -d /usr/lib/*/cmake/GTest /usr/lib/cmake/GTest >/dev/null 2>&1; then
-    echo ON
-  elif [ -e /usr/src/googletest/CMakeLists.txt ]; then
-    mkdir -p .deps && cp -r /usr/src/googletest .deps/googletest && echo ON
-  else
-    echo OFF
-  fi
-}
+# cute_include, googletest, configure_build
+source bench/device_build.sh
 
 configure() {  # CuTe include dir, ON|OFF for the tests, further cmake arguments; log in $logs/configure.log
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DCCATTN_CUTLASS_INCLUDE="$1" -DCCATTN_BUILD_TESTS="$2" "${@:3}" > "$logs/configure.log" 2>&1
+  configure_build . "$build" "$@" > "$logs/configure.log" 2>&1
 }
 
 set_pythonpath
