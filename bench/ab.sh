@@ -18,7 +18,7 @@
 # Environment: VARIANTS (space-separated label=patch[+patch...], applied in that order), TEST (a
 # label: its GPU tests and sanitizer subsets run first; empty: none), CASES (bench/cases.py names,
 # default the forward's short and long representatives), MASKS (default native; band cases need
-# band_tensors), NO_BWD (1: forward only), ROUNDS (passes over the cases, default 1), BUDGET_S (no new
+# band_tensors), BASELINE (0: main is neither built nor measured), NO_BWD (1: forward only), ROUNDS (passes over the cases, default 1), BUDGET_S (no new
 # build or run after that many seconds, default 480), AB_DIR (/root/ab), OUT (set by the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -34,6 +34,7 @@ save() { cp "$csv" "$out/" 2>/dev/null; tar -czf "$out/logs.tar.gz" -C "$logs" .
 
 declare -A patches_of=([main]="")
 labels=(main)
+[ "${BASELINE:-1}" = 1 ] || labels=()  # BASELINE=0: no main build this call (a later call can add it)
 for v in ${VARIANTS:-}; do
   labels+=("${v%%=*}")
   patches_of[${v%%=*}]=${v#*=}
@@ -115,6 +116,7 @@ for round in $(seq "${ROUNDS:-1}"); do
         --masks "${MASKS:-native}" --impl "ccattn@$label" "${extra[@]}" --stop-at "$stop_at" \
         >> "$logs/bench.log" 2>&1
       grep -E "^$c .*ccattn@$label" "$logs/bench.log" | tail -2
+      save  # a call cut short still brings back every row measured
     done
   done
 done
