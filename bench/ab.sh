@@ -18,8 +18,9 @@
 # Environment: VARIANTS (space-separated label=patch[+patch...], applied in that order), TEST (a
 # label: its GPU tests and sanitizer subsets run first; empty: none), CASES (bench/cases.py names,
 # default the forward's short and long representatives), MASKS (default native; band cases need
-# band_tensors), BASELINE (0: main is neither built nor measured), NO_BWD (1: forward only), ROUNDS (passes over the cases, default 1), BUDGET_S (no new
-# build or run after that many seconds, default 480), AB_DIR (/root/ab), OUT (set by the device tool).
+# band_tensors), BASELINE (0: main is neither built nor measured), NO_BWD (1: forward only), ROUNDS
+# (passes over the cases, default 1), BUDGET_S (no new build or run after that many seconds, default
+# 480), AB_DIR (/root/ab), OUT (set by the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 start=$(date +%s)
