@@ -12,9 +12,8 @@
 # [".deps/cutlass.tar.xz"] (scripts/setup.sh + `tar -cJf .deps/cutlass.tar.xz -C .deps
 # cutlass/cutlass_library/source/include`), and ".deps/googletest" with TEST where the machine has
 # no GoogleTest. For example:
-#   VARIANTS="v35=bench/next/v35-tile-entry.patch \
-#             v36=bench/next/v35-tile-entry.patch+bench/next/v36-vector-store.patch" TEST=v36 NO_BWD=1 \
-#     CASES=nsa_b16_s2k,nsa_b8_s4k,varlen_6docs_cf16,nsa_64k,causal_16k_h16 bash bench/ab.sh
+#   VARIANTS="v40=bench/next/v40-dq-stmatrix.patch" TEST=v40 \
+#     CASES=causal_16k_h16,causal_16k_h64kv8,cf4_16k_4k,nsa_64k bash bench/ab.sh
 # Environment: VARIANTS (space-separated label=patch[+patch...], applied in that order), TEST (a
 # label: its GPU tests and sanitizer subsets run first; empty: none), CASES (bench/cases.py names,
 # default the forward's short and long representatives), MASKS (default native; band cases need

@@ -9,6 +9,7 @@
 #include <cute/tensor.hpp>
 
 #include "core/band.h"
+#include "gpu/column_runs.h"
 
 namespace ccattn::gpu {
 
@@ -29,6 +30,24 @@ __device__ __forceinline__ void mask_band(Scores& s, const Coords& coord, const 
         for (int c = 0; c < size<1>(s); ++c) {
             const int col = get<1>(coord(r, c));
             if (col < lo_r || col >= hi_r) s(r, c) = -INFINITY;
+        }
+    }
+}
+
+// Row r keeps this thread's column indices [first[r], last[r]) (gpu/column_runs.h counts them from
+// key limits); per row and 32 columns one bit mask, per element one bit test.
+template <int kRows, class Scores>
+__device__ __forceinline__ void mask_columns(Scores& s, const int (&first)[kRows], const int (&last)[kRows]) {
+    static_assert(decltype(size<0>(s))::value == kRows);
+    constexpr int kCols = decltype(size<1>(s))::value;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+        CUTE_UNROLL
+        for (int base = 0; base < kCols; base += 32) {
+            const std::uint32_t bits = column_bits(first[r], last[r], base);
+            CUTE_UNROLL
+            for (int c = base; c < base + 32 && c < kCols; ++c)
+                if (!(bits & (1u << (c - base)))) s(r, c) = -INFINITY;
         }
     }
 }

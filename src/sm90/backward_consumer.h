@@ -331,7 +331,10 @@ struct BackwardConsumer {
                 convert_fragment(tSrS, tdVrP);
                 convert_fragment(tdPrdP, tdKrdS);
                 wgmma<false>(mma_dv, tdVrP, thr_dv.partition_fragment_B(cols_part(sdOt(_, _, stage), part)), acc_dv);
-                wgmma<false>(mma_dk, tdKrdS, thr_dk.partition_fragment_B(cols_part(sQt(_, _, stage), part)), acc_dk);
+                // One-part q-tiles issue dK after dQ (below, FA3's order), so that staging dQ overlaps
+                // dK's product; at Dqk 192 (two parts, dQ by blocks) each part's dK goes beside its dV.
+                if constexpr (Traits::kDqByBlocks)
+                    wgmma<false>(mma_dk, tdKrdS, thr_dk.partition_fragment_B(cols_part(sQt(_, _, stage), part)), acc_dk);
 
                 // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per 32-bit store. The buffer
                 // alternates: the other warp group may still read the previous q-tile's until it reaches
@@ -360,15 +363,19 @@ struct BackwardConsumer {
                 warpgroup_fence_operand(acc_dv);
                 warpgroup_fence_operand(acc_dk);
             } else {
+                // dQ first, then dK: dQ is staged and sent while dK runs.
                 Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kDimQK>>{});  // (MMA, MMA_M, MMA_N)
                 Tensor tdQrK = thr_dq.partition_fragment_B(sKt);  // (MMA, MMA_N, MMA_K)
                 wgmma<true>(mma_dq, tdQrdS(_, _, _, ds_buffer), tdQrK, acc_dq);
-                warpgroup_wait<0>();
+                wgmma<false>(mma_dk, tdKrdS, thr_dk.partition_fragment_B(cols_part(sQt(_, _, stage), 0)), acc_dk);
+                warpgroup_wait<1>();  // dV and dQ done
                 warpgroup_fence_operand(acc_dq);
                 warpgroup_fence_operand(acc_dv);
-                warpgroup_fence_operand(acc_dk);
                 add_dq<Traits::kDqCols>(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq),
                                         rowcol_view(thr_dq.partition_C(cq_all)), wg * Traits::kDqCols, wg, wg, dq_issuer);
+                warpgroup_wait<0>();  // dK done: it read the stage's Q and dSᵀ's registers
+                warpgroup_fence_operand(tdKrdS);
+                warpgroup_fence_operand(acc_dk);
             }
             Barrier::arrive(&smem.empty[stage]);  // this thread is done with the stage
         }

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include <cute/tensor.hpp>
+#include <cutlass/arch/memory.h>
 
 #include "core/params.h"
 #include "decode/split_work.h"
@@ -98,8 +99,9 @@ struct Epilogue {
                     pairs[j] = reinterpret_cast<const std::uint32_t&>(pair);
                 }
                 transpose_quad(pairs, q);  // every lane: the shuffles span the warp
-                if (r < rows)
-                    *reinterpret_cast<uint4*>(dst + 32 * b + 8 * q) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+                // One 16-byte store (st.global.v4): left to itself the compiler split some into four.
+                cutlass::arch::global_store<uint4, sizeof(uint4)>(make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]),
+                                                                 dst + 32 * b + 8 * q, r < rows);
             }
             if (r < rows && p.lse != nullptr && q == 0) *lse_address(p, info, batch, tile_row) = lse[m];
         }

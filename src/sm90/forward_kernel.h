@@ -1,12 +1,13 @@
 // The Hopper forward kernel: a persistent grid of warp-specialized CTAs. Warp group 0 is the
 // producer (TMA loads of K and V, and of Q where the call allows), warp groups 1.. are consumers
 // (64 packed query rows each: Q gather where TMA cannot load it, wgmma mainloop, epilogue). The
-// producer draws the work tiles (tile_queue.h) and hands each to the consumers, so both roles walk
-// the same tiles in the same order; with split-KV a work tile is one split of a q-tile's kv steps
+// producer draws the work tiles and describes each once for the consumers (tile_queue.h), so both
+// roles walk the same tiles in the same order; with split-KV a work tile is one split of a q-tile's kv steps
 // and its rows go to the partial results.
 #pragma once
 
 #include <cstdint>
+#include <new>
 
 #include <cute/tensor.hpp>
 #include <cutlass/arch/reg_reconfig.h>
@@ -86,13 +87,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         std::uint32_t q_phases = ~0u;  // a fresh barrier passes parity 1 at once: every slice starts free
         typename TileQueue::State tile_write = TileQueue::producer_start();
         for (std::int64_t w = blockIdx.x;;) {
-            TileQueue::push(smem.tiles, tile_write, w);
-            if (w >= scheduler.num_tiles()) break;
+            // The tile is described once, in its queue entry (shared memory), for both roles.
+            auto& entry = TileQueue::acquire(smem.tiles, tile_write);
+            entry.index = w;
+            if (w >= scheduler.num_tiles()) {
+                TileQueue::publish(smem.tiles, tile_write);
+                break;
+            }
             const std::int64_t next = TileQueue::draw(params.tile_counter, w);
-            const WorkTile work = scheduler.tile(w);
-            const Info info(params.attn, work, scheduler);
-            if (info.num_steps > 0)
-                Producer<Traits>::load(params, info, work, smem, pipeline_k, pipeline_v, write_k, write_v, q_phases);
+            entry.work = scheduler.tile(w);
+            new (&entry.info) Info(params.attn, entry.work, scheduler);
+            TileQueue::publish(smem.tiles, tile_write);
+            if (entry.info.num_steps > 0)
+                Producer<Traits>::load(params, entry.info, entry.work, smem, pipeline_k, pipeline_v, write_k, write_v,
+                                       q_phases);
             w = next;
         }
     } else {
@@ -109,23 +117,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
         if constexpr (Traits::kPingPong) {
             if (wg == 0) take_first_turn();
         }
-        typename TileQueue::State tile_read;
-        for (std::int64_t w = TileQueue::pop(smem.tiles, tile_read); w < scheduler.num_tiles();
-             w = TileQueue::pop(smem.tiles, tile_read)) {
-            const WorkTile work = scheduler.tile(w);
-            const Info info(params.attn, work, scheduler);
-            if (!info.in_sequence) continue;
+        // One work tile, described by the producer's entry (read in place, shared memory).
+        auto consume = [&](const WorkTile& work, const Info& info) {
+            if (!info.in_sequence) return;
             const bool split = scheduler.splits > 1;
             if (info.num_steps == 0) {
                 if (split) Epilogue::store_split_empty(params.attn, params.split, info, work, wg, thread_in_group);
                 else Epilogue::store_empty(params.attn, info, work.batch, wg, thread_in_group);
-                continue;
+                return;
             }
             if (Epilogue::valid_rows(info, slice_row0) <= 0) {
                 Consumer::skip(info, wg, thread_in_group, pipeline_k, pipeline_v, read_k, read_v);
-                continue;
+                return;
             }
-            mask.set_rows(core::sequence_band(params.attn, work.batch, info.seq), info, slice_row0, thread_in_group);
+            mask.set_rows(info.band, info, slice_row0, thread_in_group);
             if (params.q_by_tma) {
                 cutlass::arch::ClusterBarrier::wait(&smem.q_full[wg], q_phase);
                 q_phase ^= 1u;
@@ -143,6 +148,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) forward_kernel(CUTE_GRID_
                           release_q, tOrO, lse);
             if (split) Epilogue::store_split(params.attn, params.split, info, work, wg, thread_in_group, tOrO, lse);
             else Epilogue::store(params.attn, info, work.batch, wg, thread_in_group, tOrO, lse);
+        };
+        typename TileQueue::State tile_read;
+        for (;;) {
+            const auto& entry = TileQueue::wait(smem.tiles, tile_read);
+            if (entry.index >= scheduler.num_tiles()) break;
+            consume(entry.work, entry.info);
+            TileQueue::release(smem.tiles, tile_read);
         }
     }
 #elif defined(__CUDA_ARCH__)

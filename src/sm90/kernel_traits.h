@@ -9,6 +9,7 @@
 
 #include "sm90/tile_queue.h"
 #include "sm90/tile_sizes.h"
+#include "sm90/work_tile.h"
 
 namespace ccattn::sm90 {
 
@@ -89,9 +90,9 @@ struct KernelTraits {
 
     using Pipeline = cutlass::PipelineTmaAsync<kStages>;
     using PipelineState = typename Pipeline::PipelineState;
-    // Two entries let the producer publish the tile after next while the consumers start the next one;
-    // its K / V loads keep it at most kStages steps ahead anyway.
-    using TileQueue = sm90::TileQueue<2, kConsumerThreads>;
+    // The consumers hold an entry for their whole tile; four let the producer describe the tiles its
+    // K / V loads run ahead to (at most kStages steps).
+    using TileQueue = sm90::TileQueue<TileEntry<kBlockM, kBlockN>, 4, kConsumerThreads>;
 
     // Every buffer starts on a 1024-byte boundary: the SW128 pattern repeats every 8 rows of 128 B
     // and TMA and wgmma apply it to absolute shared-memory addresses.

@@ -1,8 +1,8 @@
 // In-register masking of one warp group's S tile (64 packed rows x kBlockN keys). Per thread:
 // its rows' key limits are computed once per work tile; per kv tile each score outside
-// [lo, hi) becomes -inf. Columns are compared as thread 0's compile-time column indices against
-// limits shifted by this thread's first column (the accumulator layout is affine in the thread;
-// tests/cuda/test_sm90_forward.cu checks it), so the compare chain needs no index arithmetic.
+// [lo, hi) becomes -inf. The limits are shifted by this thread's first column (the accumulator
+// layout is affine in the thread), and a thread's columns are pairs every 8 (gpu/column_runs.h;
+// tests/cuda/test_sm90_forward.cu checks both), so a row's visible columns are one bit mask.
 #pragma once
 
 #include <cstdint>
@@ -26,13 +26,18 @@ struct RegisterMask {
     using CoordLayout = decltype(rowcol_layout(
         TiledMma{}.get_thread_slice(0).partition_C(make_identity_tensor(TileShape{})).layout()));
     static constexpr int kRows = decltype(size<0>(CoordLayout{}))::value;
+    using Runs = gpu::ColumnRuns<2, 8>;  // a thread's columns of a wgmma accumulator row
 
     CUTE_DEVICE static auto coords(int thread_in_group) {
         return rowcol_view(TiledMma{}.get_thread_slice(thread_in_group).partition_C(make_identity_tensor(TileShape{})));
     }
 
-    // Key limits [lo, hi) of this thread's rows (in [0, Sk], so 32-bit), minus its first column.
+    // Key limits [lo, hi) of this thread's rows (in [0, Sk], so 32-bit), minus its first column, and
+    // the thread's column indices below each in a tile at key 0.
     int band_lo[kRows], band_hi[kRows];
+    int band_first[kRows], band_last[kRows];
+    static_assert(kBlockN % Runs::period == 0, "kv tiles start at whole periods");
+    static constexpr int kColumns = kBlockN / Runs::period * Runs::run;  // a thread's of one row
 
     // This thread's (row, column) of accumulator element (m, n), rows within the warp group's 64.
     CUTE_DEVICE static int row_of(int thread_in_group, int m) { return get<0>(coords(thread_in_group)(m, 0)); }
@@ -50,6 +55,8 @@ struct RegisterMask {
             const core::RowLimits l = info.holds_row(r) ? band.limits(info.query_of(r)) : core::RowLimits{};
             band_lo[m] = int(l.lo) - col0;
             band_hi[m] = int(l.hi) - col0;
+            band_first[m] = Runs::count_below(band_lo[m]);
+            band_last[m] = Runs::count_below(band_hi[m]);
         }
     }
 
@@ -63,18 +70,17 @@ struct RegisterMask {
     template <class Tensor>
     CUTE_DEVICE void apply(Tensor& s_rowcol, KvStep step, int seqlen_k, int thread_in_group) const {
         CUTE_STATIC_ASSERT_V(size<0>(s_rowcol) == Int<kRows>{});
-        const int n0 = step.n * kBlockN;
-        const int col0 = first_col(thread_in_group);
+        // Tile n's column indices are those at key 0 less n kColumns (column_runs.h).
+        const int shift = step.n * kColumns;
+        const int keys = Runs::count_below(seqlen_k - first_col(thread_in_group)) - shift;
         const bool band = step.masking == Masking::band;
-        int lo[kRows], hi[kRows];
+        int first[kRows], last[kRows];
         CUTE_UNROLL
         for (int m = 0; m < kRows; ++m) {
-            lo[m] = band ? band_lo[m] : -col0;
-            hi[m] = band ? band_hi[m] : seqlen_k - col0;
+            first[m] = band ? band_first[m] - shift : 0;
+            last[m] = band ? band_last[m] - shift : keys;
         }
-        // Thread 0's coordinates of every element: compile-time constants.
-        auto coords0 = coords(0);
-        gpu::mask_band(s_rowcol, coords0, lo, hi, n0);
+        gpu::mask_columns(s_rowcol, first, last);
     }
 };
 

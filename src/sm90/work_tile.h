@@ -1,6 +1,6 @@
-// One unit of work of the Hopper forward, and the kv tiles it visits in order. The producer and
-// the consumer warp groups derive both from the same params and the same WorkTile, so they agree
-// on every step without talking to each other.
+// One unit of work of the Hopper forward, and the kv tiles it visits in order. The producer
+// describes each tile once and hands the description to the consumer warp groups (tile_queue.h), so
+// both roles walk the same steps.
 #pragma once
 
 #include <cstdint>
@@ -45,10 +45,15 @@ struct WorkInfo {
     const std::int32_t* full = nullptr;
     int num_partial = 0;
     int seqlen_k = 0;
+    // The sequence's band: the tile classification's, and the consumers' rows' limits (RegisterMask),
+    // also for block-sparse lists, whose partial tiles it masks.
+    core::SequenceBand band;
 
+    WorkInfo() = default;
     // s: the scheduler that handed out w (its splits and its divider by the pack).
     CCATTN_HD WorkInfo(const core::AttnParams& p, WorkTile w, const TileScheduler& s) {
         seq = core::sequence(p, w.batch);
+        band = core::sequence_band(p, w.batch, seq);
         const bool sparse = p.mask_kind == MaskKind::block_sparse;
         const int splits = s.splits;
         pack_div = s.pack;
@@ -71,12 +76,10 @@ struct WorkInfo {
             take_split(w.split, splits);
             return;
         }
-        // mask_mod: every tile of the sequence, each masked per element by the band fields. The band
-        // (built-in or band tensors) is not kept: the consumer's rows read it once (RegisterMask).
-        const core::TileRange range =
-            p.mask_kind == MaskKind::mask_mod
-                ? core::make_range(0, core::num_tiles(seq.seqlen_k, kBlockN), 0, 0)
-                : core::kv_tile_range(core::sequence_band(p, w.batch, seq), query_span(), kBlockN);
+        // mask_mod: every tile of the sequence, each masked per element by the band.
+        const core::TileRange range = p.mask_kind == MaskKind::mask_mod
+                                          ? core::make_range(0, core::num_tiles(seq.seqlen_k, kBlockN), 0, 0)
+                                          : core::kv_tile_range(band, query_span(), kBlockN);
         tile_end = int(range.end);
         full_begin = int(range.full_begin);
         full_end = int(range.full_end);
@@ -120,6 +123,15 @@ struct WorkInfo {
     // rows stay below 2^31 (sm90::unsupported_reason), so the host's divider applies.
     CCATTN_HD std::int64_t query_of(int r) const { return pack_div.div(std::uint32_t(row_begin + r)); }
     CCATTN_HD int head_of(int r) const { return head0 + int(pack_div.mod(std::uint32_t(row_begin + r))); }
+};
+
+// A work tile as the producer hands it to the consumers (tile_queue.h): its index (>= the tile count
+// past the last one), where it lies and what it visits.
+template <int kBlockM, int kBlockN>
+struct TileEntry {
+    std::int64_t index = 0;
+    WorkTile work;
+    WorkInfo<kBlockM, kBlockN> info;
 };
 
 }  // namespace ccattn::sm90

@@ -30,6 +30,7 @@
 #include "cuda/non_finite.h"
 #include "sm90/fragment.h"
 #include "sm90/kernel_traits.h"
+#include "sm90/mask.h"
 #include "sm90/sm90.h"
 
 namespace ccattn {
@@ -51,6 +52,7 @@ void check_fragment_views() {
         return sm90::rowcol_view(typename Traits::TiledMmaQK{}.get_thread_slice(t).partition_C(identity));
     };
     auto c0 = coords_of(0);
+    using Runs = typename sm90::RegisterMask<typename Traits::TiledMmaQK, kRows, kN>::Runs;
     std::map<std::pair<int, int>, int> owner;
     for (int t = 0; t < 128; ++t) {
         auto c = coords_of(t);
@@ -63,6 +65,8 @@ void check_fragment_views() {
                 ASSERT_EQ(col, int(get<1>(c(0, n)))) << "thread " << t;
                 // columns are thread 0's shifted by this thread's first column (the mask relies on it)
                 ASSERT_EQ(col, int(get<1>(c0(0, n))) + int(get<1>(c(0, 0)))) << "thread " << t;
+                // and thread 0's run as the mask's bit masks assume (gpu/column_runs.h)
+                ASSERT_EQ(int(get<1>(c0(0, n))), Runs::offset(n)) << "column " << n;
                 ASSERT_TRUE(owner.emplace(std::make_pair(row, col), t).second) << "element held twice";
             }
         // a row's values sit in the 4 threads of one quad (softmax reduces with xor 1, 2)
