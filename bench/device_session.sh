@@ -31,7 +31,8 @@
 #   pytest    the Python package's tests (CPU and CUDA) against the built extension, within $PYTEST_TIMEOUT s
 #             (PYTEST_K: a -k expression)
 #   profile   Nsight Compute (--clock-control none) on one launch of a kernel, the cases of PROFILE_CASES
-#             (default the backward's causal 16K and NSA 64K; also fwd_causal_16k, fwd_nsa_64k, fwd_nsa_b16):
+#             (default the backward's causal 16K and NSA 64K; also bwd_nsa_b16, every kernel of that
+#             backward, and fwd_causal_16k, fwd_nsa_64k, fwd_nsa_b16):
 #             throughput, warp stall reasons, occupancy and the per-instruction stall table, in the logs
 #   ceilings  bf16 GEMM rate and device copy bandwidth (bench/ceilings.py)
 #   bench     ccattn's rows (bench/run.py)           peers  the peers' rows (bench/peers.py)
@@ -149,11 +150,11 @@ fi
 if has profile; then
   echo "== profile"
   ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  profile_case() {  # name, kernel regex, then ccattn bench arguments
-    local name=$1 kernel=$2; shift 2
+  profile_case() {  # name, kernel regex, launches, then ccattn bench arguments
+    local name=$1 kernel=$2 launches=$3; shift 3
     # The full set with per-instruction stall counts (SourceCounters): the SASS table says where it waits.
     # The report stays in /root (too large to come back); its details page and SASS table travel.
-    timeout 240 "$ncu_bin" --clock-control none -k "regex:$kernel" -c 1 --set full -f -o "/root/ncu-$name" \
+    timeout 240 "$ncu_bin" --clock-control none -k "regex:$kernel" -c "$launches" --set full -f -o "/root/ncu-$name" \
       "$build/src/cli/ccattn" bench --backend cuda --iters 1 --warmup 0 "$@" > "$logs/ncu-$name.log" 2>&1
     "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page details > "$logs/ncu-$name.txt" 2>&1
     "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$name.csv" 2>&1
@@ -166,11 +167,14 @@ if has profile; then
   IFS=, read -ra wanted <<< "${PROFILE_CASES:-bwd_causal_16k,bwd_nsa_64k}"
   for c in "${wanted[@]}"; do
     case $c in
-      bwd_causal_16k) profile_case "$c" backward_kernel --bwd "${causal16k[@]}" ;;
-      bwd_nsa_64k)    profile_case "$c" backward_kernel --bwd "${nsa64k[@]}" ;;
-      fwd_causal_16k) profile_case "$c" forward_kernel "${causal16k[@]}" ;;
-      fwd_nsa_64k)    profile_case "$c" forward_kernel "${nsa64k[@]}" ;;
-      fwd_nsa_b16)    profile_case "$c" forward_kernel "${nsa_b16[@]}" ;;
+      bwd_causal_16k) profile_case "$c" backward_kernel 1 --bwd "${causal16k[@]}" ;;
+      bwd_nsa_64k)    profile_case "$c" backward_kernel 1 --bwd "${nsa64k[@]}" ;;
+      # Every kernel of one training-shape backward (preprocess, direct tiles, main, conversions): at
+      # 127 keys a sequence the main kernel is not the whole time.
+      bwd_nsa_b16)    profile_case "$c" "backward|direct_tiles" 6 --bwd "${nsa_b16[@]}" ;;
+      fwd_causal_16k) profile_case "$c" forward_kernel 1 "${causal16k[@]}" ;;
+      fwd_nsa_64k)    profile_case "$c" forward_kernel 1 "${nsa64k[@]}" ;;
+      fwd_nsa_b16)    profile_case "$c" forward_kernel 1 "${nsa_b16[@]}" ;;
       *) echo "profile: unknown case $c" ;;
     esac
     save
