@@ -1,8 +1,8 @@
 // The CUDA backend's dispatch table: what every CUDA kernel needs beyond validation (dtype, head dims,
 // 16-byte aligned rows, sizes), then the kernel family for the device's compute capability.
 //   compute capability 9.0: the sm90 forward (wgmma, TMA) for what sm90::supports(p), the sm90
-//                           backward for what sm90::supports_backward(p) except band tensors (the
-//                           sm90 backward reads the built-in band only so far), else sm80
+//                           backward for what sm90::supports_backward(p) (every mask mechanism,
+//                           band tensors included), else sm80
 //   compute capability >= 8.0: sm80 kernels (mma.sync)
 //   below 8.0: unsupported
 // Before both: the split-KV decode (src/decode) for forwards whose grid would leave SMs idle
