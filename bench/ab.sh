@@ -17,7 +17,9 @@
 # Environment: VARIANTS (space-separated label=patch[+patch...], applied in that order), TEST (a
 # label: its GPU tests and sanitizer subsets run first; empty: none), CASES (bench/cases.py names,
 # default the forward's short and long representatives), MASKS (default native; band cases need
-# band_tensors), BASELINE (0: main is neither built nor measured), NO_BWD (1: forward only), ROUNDS
+# band_tensors), PROFILE (label:case pairs, e.g. main:bwd_causal_16k: Nsight Compute on that label's
+# binary after the builds, cases of device_build.sh's `profile`; the reports' pages come back in
+# logs.tar.gz), BASELINE (0: main is neither built nor measured), NO_BWD (1: forward only), ROUNDS
 # (passes over the cases, default 1), BUDGET_S (no new build or run after that many seconds, default
 # 480), AB_DIR (/root/ab), OUT (set by the device tool).
 set -uo pipefail
@@ -99,6 +101,13 @@ for label in "${order[@]}"; do
     touch "$logs/gpu-tests-$label.done"
   fi
   apply "$label" -R || { echo "ab: the patches of $label do not come off"; exit 1; }
+  save
+done
+
+PROFILE=${PROFILE:-}
+for pc in ${PROFILE//,/ }; do  # label:case pairs, each label's binary under Nsight Compute
+  [ "$(date +%s)" -lt "$stop_at" ] || { echo "ab: budget spent before profiling $pc"; break; }
+  [ -e "$logs/ncu-${pc//:/-}.txt" ] || profile "$ab/bin/ccattn-${pc%%:*}" "$logs" "$pc"
   save
 done
 

@@ -24,3 +24,32 @@ configure_build() {  # source dir, build dir, CuTe include dir, ON|OFF for the t
   cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCATTN_SM80_ARCHS=90 -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCCATTN_CUTLASS_INCLUDE="$3" -DCCATTN_BUILD_TESTS="$4" "${@:5}"
 }
+
+profile() {  # ccattn binary, logs dir, case name (below): Nsight Compute on its kernel launches
+  local bin=$1 logs=$2 name=$3 ncu_bin kernel launches args
+  ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  local causal16k=(--causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16)
+  local nsa64k=(--causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
+  local nsa_b16=(--causal --batch 16 --seqlen-q 2048 --seqlen-k 127 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
+  case ${name##*:} in
+    bwd_causal_16k) kernel=backward_kernel launches=1 args=(--bwd "${causal16k[@]}") ;;
+    bwd_nsa_64k)    kernel=backward_kernel launches=1 args=(--bwd "${nsa64k[@]}") ;;
+    # Every kernel of one training-shape backward (preprocess, direct tiles, main, conversions): at
+    # 127 keys a sequence the main kernel is not the whole time.
+    bwd_nsa_b16)    kernel="backward|direct_tiles" launches=6 args=(--bwd "${nsa_b16[@]}") ;;
+    fwd_causal_16k) kernel=forward_kernel launches=1 args=("${causal16k[@]}") ;;
+    fwd_nsa_64k)    kernel=forward_kernel launches=1 args=("${nsa64k[@]}") ;;
+    fwd_nsa_b16)    kernel=forward_kernel launches=1 args=("${nsa_b16[@]}") ;;
+    *) echo "profile: unknown case $name"; return 1 ;;
+  esac
+  name=${name//:/-}
+  # The full set with per-instruction stall counts (SourceCounters): the SASS table says where it waits.
+  # The report stays in /root (too large to come back); its details page and SASS table travel.
+  timeout 240 "$ncu_bin" --clock-control none -k "regex:$kernel" -c "$launches" --set full -f -o "/root/ncu-$name" \
+    "$bin" bench --backend cuda --iters 1 --warmup 0 "${args[@]}" > "$logs/ncu-$name.log" 2>&1
+  "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page details > "$logs/ncu-$name.txt" 2>&1
+  "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$name.csv" 2>&1
+  echo "== profile $name"
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size" \
+    "$logs/ncu-$name.txt" | head -12
+}

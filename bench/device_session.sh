@@ -149,34 +149,9 @@ fi
 
 if has profile; then
   echo "== profile"
-  ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  profile_case() {  # name, kernel regex, launches, then ccattn bench arguments
-    local name=$1 kernel=$2 launches=$3; shift 3
-    # The full set with per-instruction stall counts (SourceCounters): the SASS table says where it waits.
-    # The report stays in /root (too large to come back); its details page and SASS table travel.
-    timeout 240 "$ncu_bin" --clock-control none -k "regex:$kernel" -c "$launches" --set full -f -o "/root/ncu-$name" \
-      "$build/src/cli/ccattn" bench --backend cuda --iters 1 --warmup 0 "$@" > "$logs/ncu-$name.log" 2>&1
-    "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page details > "$logs/ncu-$name.txt" 2>&1
-    "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$name.csv" 2>&1
-    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size" \
-      "$logs/ncu-$name.txt" | head -12
-  }
-  causal16k=(--causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16)
-  nsa64k=(--causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
-  nsa_b16=(--causal --batch 16 --seqlen-q 2048 --seqlen-k 127 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
   IFS=, read -ra wanted <<< "${PROFILE_CASES:-bwd_causal_16k,bwd_nsa_64k}"
   for c in "${wanted[@]}"; do
-    case $c in
-      bwd_causal_16k) profile_case "$c" backward_kernel 1 --bwd "${causal16k[@]}" ;;
-      bwd_nsa_64k)    profile_case "$c" backward_kernel 1 --bwd "${nsa64k[@]}" ;;
-      # Every kernel of one training-shape backward (preprocess, direct tiles, main, conversions): at
-      # 127 keys a sequence the main kernel is not the whole time.
-      bwd_nsa_b16)    profile_case "$c" "backward|direct_tiles" 6 --bwd "${nsa_b16[@]}" ;;
-      fwd_causal_16k) profile_case "$c" forward_kernel 1 "${causal16k[@]}" ;;
-      fwd_nsa_64k)    profile_case "$c" forward_kernel 1 "${nsa64k[@]}" ;;
-      fwd_nsa_b16)    profile_case "$c" forward_kernel 1 "${nsa_b16[@]}" ;;
-      *) echo "profile: unknown case $c" ;;
-    esac
+    profile "$build/src/cli/ccattn" "$logs" "$c"
     save
   done
 fi
