@@ -56,6 +56,7 @@ CASES = _with_paged64({  # in the default order of a run
     "cf4_16k_4k": dict(B=1, Hq=16, Hkv=16, nq=16384, nk=4096, cf=4, delta=0),
     "nsa_64k": dict(B=1, Hq=64, Hkv=4, nq=65536, nk=nsa_keys(65536), cf=16, delta=-31),
     "nsa_32k_d192": dict(B=1, Hq=64, Hkv=4, nq=32768, nk=nsa_keys(32768), cf=16, delta=-31, dk=192, dv=128),
+    "nsa_16k_d256": dict(B=1, Hq=32, Hkv=4, nq=16384, nk=nsa_keys(16384), cf=16, delta=-31, dk=256, dv=256),
     "cf64_128k_h16kv1": dict(B=1, Hq=16, Hkv=1, nq=131072, nk=2048, cf=64, delta=0),
     "cf64_128k_h32kv8": dict(B=1, Hq=32, Hkv=8, nq=131072, nk=2048, cf=64, delta=0),
     "cf64_1m_16k": dict(B=1, Hq=16, Hkv=4, nq=1048576, nk=16384, cf=64, delta=0, bwd=False),

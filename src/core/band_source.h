@@ -55,6 +55,22 @@ struct SequenceBand {
 
 CCATTN_HD RowLimits row_limits(const SequenceBand& band, std::int64_t i) { return band.limits(i); }
 
+// core::first_row_hi_above / lo_above for either source: band tensors answer from their key rows.
+CCATTN_HD std::int64_t first_row_hi_above(const TensorBand& band, std::int64_t j, std::int64_t seqlen_q) {
+    return band.hi_above(j, seqlen_q);
+}
+CCATTN_HD std::int64_t first_row_lo_above(const TensorBand& band, std::int64_t j, std::int64_t seqlen_q) {
+    return band.lo_above(j, seqlen_q);
+}
+CCATTN_HD std::int64_t first_row_hi_above(const SequenceBand& band, std::int64_t j, std::int64_t seqlen_q) {
+    if (band.from_tensors) return band.tensors.hi_above(j, seqlen_q);
+    return partition_point(0, seqlen_q, [&](std::int64_t i) { return band.formula.hi(i) > j; });
+}
+CCATTN_HD std::int64_t first_row_lo_above(const SequenceBand& band, std::int64_t j, std::int64_t seqlen_q) {
+    if (band.from_tensors) return band.tensors.lo_above(j, seqlen_q);
+    return partition_point(0, seqlen_q, [&](std::int64_t i) { return band.formula.lo(i) > j; });
+}
+
 // The packed rows that see key j (core::packed_rows_seeing) under either source.
 CCATTN_HD RowSpan packed_rows_seeing(const SequenceBand& band, std::int64_t j, std::int64_t seqlen_q,
                                      std::int64_t group) {

@@ -22,12 +22,25 @@ struct RowTensor {
     }
 };
 
+// Per key of a call, the two rows its sequence's band starts and stops seeing it at (TensorBand::
+// hi_above / lo_above), found once for every key by a device pass (src/cuda/band_key_rows.cu) so that
+// the backward's tile schedule and key masks look them up instead of searching the rows per CTA.
+struct KeyRows {
+    const std::int32_t* rows = nullptr;  // 2 per key row of the k tensor (B * Sk, or total_k with varlen)
+};
+
+// The first key row of sequence b in the k tensor: where its keys' entries of KeyRows start.
+CCATTN_HD std::int64_t key_row0(bool varlen, int b, std::int64_t row_k, std::int64_t seqlen_k) {
+    return varlen ? row_k : std::int64_t(b) * seqlen_k;
+}
+
 struct BandRows {
     RowTensor lo, hi;
+    KeyRows keys;  // null: binary searches over the rows
 };
 
 // The band of sequence b: its query i is tensor row row0 + i (row0 = the sequence's first row
-// with varlen, 0 otherwise).
+// with varlen, 0 otherwise); rows.keys, when set, starts at the sequence's first key.
 struct TensorBand {
     BandRows rows;
     int b = 0;
@@ -37,11 +50,34 @@ struct TensorBand {
     CCATTN_HD std::int64_t lo(std::int64_t i) const { return clamp(rows.lo.at(b, row0 + i), 0, seqlen_k); }
     CCATTN_HD std::int64_t hi(std::int64_t i) const { return clamp(rows.hi.at(b, row0 + i), 0, seqlen_k); }
 
+    // The first row of [0, seqlen_q) with hi(i) > j, and the first with lo(i) > j (seqlen_q if none):
+    // each edge is non-decreasing, so the rows where it exceeds j are a suffix. Past the keys neither
+    // edge (clamped to Sk) exceeds j; before them both do.
+    CCATTN_HD std::int64_t hi_above(std::int64_t j, std::int64_t seqlen_q) const {
+        if (j < 0 || j >= seqlen_k || rows.keys.rows == nullptr)
+            return search_hi_above(j, seqlen_q);
+        return rows.keys.rows[2 * j];
+    }
+    CCATTN_HD std::int64_t lo_above(std::int64_t j, std::int64_t seqlen_q) const {
+        if (j < 0 || j >= seqlen_k || rows.keys.rows == nullptr)
+            return search_lo_above(j, seqlen_q);
+        return rows.keys.rows[2 * j + 1];
+    }
+    // The same by binary search over the rows (what the key-rows pass stores).
+    CCATTN_HD std::int64_t search_hi_above(std::int64_t j, std::int64_t seqlen_q) const {
+        if (j >= seqlen_k) return seqlen_q;
+        return first_row(seqlen_q, [&](std::int64_t i) { return hi(i) > j; });
+    }
+    CCATTN_HD std::int64_t search_lo_above(std::int64_t j, std::int64_t seqlen_q) const {
+        if (j >= seqlen_k) return seqlen_q;
+        return first_row(seqlen_q, [&](std::int64_t i) { return lo(i) > j; });
+    }
+
     // Rows [begin, end) of [0, seqlen_q) that see key j: hi(i) > j holds on a suffix of the rows and
-    // lo(i) <= j on a prefix (both edges non-decreasing), so two binary searches find them.
+    // lo(i) <= j on a prefix.
     CCATTN_HD void rows_seeing(std::int64_t j, std::int64_t seqlen_q, std::int64_t& begin, std::int64_t& end) const {
-        begin = first_row(seqlen_q, [&](std::int64_t i) { return hi(i) > j; });
-        end = first_row(seqlen_q, [&](std::int64_t i) { return lo(i) > j; });
+        begin = hi_above(j, seqlen_q);
+        end = lo_above(j, seqlen_q);
         if (end < begin) end = begin;
     }
 

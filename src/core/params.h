@@ -139,7 +139,9 @@ CCATTN_HD CompressedBand builtin_band(const AttnParams& p, int b, const Sequence
 
 // The band tensors' band of sequence b (mask_kind == band_tensors).
 CCATTN_HD TensorBand tensor_band(const AttnParams& p, int b, const Sequence& s) {
-    return {p.band_rows, b, s.row_q, s.seqlen_k};
+    TensorBand band{p.band_rows, b, s.row_q, s.seqlen_k};
+    if (band.rows.keys.rows != nullptr) band.rows.keys.rows += 2 * key_row0(p.varlen(), b, s.row_k, p.seqlen_k);
+    return band;
 }
 
 CCATTN_HD std::int64_t lse_offset(const AttnParams& p, int b, std::int64_t row0, std::int64_t i, int h) {

@@ -79,18 +79,31 @@ CCATTN_HD std::int64_t partition_point(std::int64_t begin, std::int64_t end, Pre
     return begin;
 }
 
+// The first row of [0, seqlen_q) whose hi exceeds key j, and whose lo does (seqlen_q if none), for a
+// monotone band: binary searches. Band sources that know them (band tensors with their key rows,
+// core/band_source.h) overload these.
+template <class Band>
+CCATTN_HD std::int64_t first_row_hi_above(const Band& band, std::int64_t j, std::int64_t seqlen_q) {
+    return partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) > j; });
+}
+template <class Band>
+CCATTN_HD std::int64_t first_row_lo_above(const Band& band, std::int64_t j, std::int64_t seqlen_q) {
+    return partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) > j; });
+}
+
 // Backward: the q-tiles (packed, tile_m rows each) that see keys [n0, n0 + tile_n) of a sequence of
-// seqlen_q queries. Rows seeing the tile are those with hi(i) > n0 and lo(i) < n1; the tile is full
-// for rows with hi(i) >= n1 and lo(i) <= n0. Found by binary search, so any monotone band works.
+// seqlen_q queries. Rows seeing the tile are those with hi(i) > n0 and lo(i) < n1 (lo(i) > n1 - 1
+// fails); the tile is full for rows with hi(i) >= n1 (hi(i) > n1 - 1) and lo(i) <= n0. So any
+// monotone band works, from the rows where its edges pass the tile's first and last key.
 template <class Band>
 CCATTN_HD TileRange q_tile_range(const Band& band, std::int64_t n0, std::int64_t tile_n, std::int64_t seqlen_q,
                                  std::int64_t tile_m, std::int64_t group) {
     std::int64_t n1 = n0 + tile_n;
-    std::int64_t i_begin = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) > n0; });
-    std::int64_t i_end = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) >= n1; });
+    std::int64_t i_begin = first_row_hi_above(band, n0, seqlen_q);
+    std::int64_t i_end = first_row_lo_above(band, n1 - 1, seqlen_q);
     if (i_end <= i_begin) return {};
-    std::int64_t full_rows_begin = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) >= n1; });
-    std::int64_t full_rows_end = partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) > n0; });
+    std::int64_t full_rows_begin = first_row_hi_above(band, n1 - 1, seqlen_q);
+    std::int64_t full_rows_end = first_row_lo_above(band, n0, seqlen_q);
     std::int64_t packed_rows = seqlen_q * group;
     // A q-tile is full when its first row is >= full_rows_begin and its last row < full_rows_end.
     std::int64_t full_end = full_rows_end >= seqlen_q ? num_tiles(packed_rows, tile_m)

@@ -14,6 +14,7 @@
 #include <cutlass/numeric_types.h>
 
 #include "core/schedule.h"
+#include "cuda/band_key_rows.h"
 #include "cuda/cuda_status.h"
 #include "cuda/memory_pool.h"
 #include "sm80/backward_chunks.h"
@@ -62,7 +63,7 @@ class Workspace {
 
   private:
     cudaStream_t stream_;
-    void* ptrs_[8] = {};
+    void* ptrs_[10] = {};
     int count_ = 0;
 };
 
@@ -152,8 +153,9 @@ Status backward_with(const core::AttnParams& p, const BackwardKernel& kernel) {
     // Measured (H100, bench/NOTES.md v17): +11% with every q-tile direct (127 keys a sequence), +5% with
     // half (255 keys), but -1.5 to -3% from 511 keys on, where few are direct and the classification
     // and the per-row look-ups of the preprocess and the conversion cost more than they save. The Hopper
-    // kernel compiles the direct path for the built-in band without deterministic mode only.
-    bp.direct.on = p.mask_kind == MaskKind::band && !p.deterministic && direct_dq_allowed() &&
+    // kernel compiles the direct path for bands (built-in or tensors) without deterministic mode only.
+    const bool band = p.mask_kind == MaskKind::band || p.mask_kind == MaskKind::band_tensors;
+    bp.direct.on = band && !p.deterministic && direct_dq_allowed() &&
                    p.seqlen_k <= 2 * std::int64_t(tile.kv_tile);
     bp.direct.q_tile = tile.q_tile;
     bp.direct.kv_tile = tile.kv_tile;
@@ -180,11 +182,14 @@ Status backward_with(const core::AttnParams& p, const BackwardKernel& kernel) {
     int* turn = nullptr;
     std::uint8_t* direct_tiles = nullptr;
     const std::int64_t direct_count = bp.direct.on ? p.batch * bp.direct.tiles_per_sequence : 0;
+    std::int32_t* key_rows = nullptr;
+    const std::int64_t key_row_count = p.mask_kind == MaskKind::band_tensors ? 2 * p.total_k : 0;
     if ((err = ws.alloc(bp.dq_accum, pairs * p.dim_qk)) != cudaSuccess || (err = ws.alloc(bp.dsum, pairs)) != cudaSuccess ||
         (err = ws.alloc(visit, sparse_words)) != cudaSuccess || (err = ws.alloc(full, sparse_words)) != cudaSuccess ||
         (err = ws.alloc(bp.dk_accum, key_pairs * p.dim_qk)) != cudaSuccess ||
         (err = ws.alloc(bp.dv_accum, key_pairs * p.dim_v)) != cudaSuccess ||
-        (err = ws.alloc(turn, turns)) != cudaSuccess || (err = ws.alloc(direct_tiles, direct_count)) != cudaSuccess)
+        (err = ws.alloc(turn, turns)) != cudaSuccess || (err = ws.alloc(direct_tiles, direct_count)) != cudaSuccess ||
+        (err = ws.alloc(key_rows, key_row_count)) != cudaSuccess)
         return cuda::cuda_status(err, "workspace allocation");
     bp.sparse.visit = visit;
     bp.sparse.full = full;
@@ -206,6 +211,10 @@ Status backward_with(const core::AttnParams& p, const BackwardKernel& kernel) {
         sparse_bits_kernel<<<blocks_for(std::int64_t(p.batch) * p.heads_q * q_tiles, kBlock), kBlock, 0, stream>>>(
             p.sparse_full, p.sparse_partial, p.batch, p.heads_q, q_tiles, bp.sparse.kv_tiles, bp.sparse.words, visit, full);
         if ((err = cudaGetLastError()) != cudaSuccess) return cuda::cuda_status(err, "block-sparse lists");
+    }
+    if (key_row_count > 0) {  // before the first kernel that schedules tiles
+        if ((err = cuda::fill_band_key_rows(p, key_rows)) != cudaSuccess) return cuda::cuda_status(err, "band key rows");
+        bp.p.band_rows.keys.rows = key_rows;
     }
     bp.direct.on = direct_count > 0;
     bp.direct.tiles = direct_tiles;

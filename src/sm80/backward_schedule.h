@@ -96,8 +96,8 @@ CCATTN_HD bool sole_dq_tile(MaskKind kind, const core::SequenceBand& band, std::
     const std::int64_t hi_last = band.hi(rows.end - 1);
     const std::int64_t n0 = core::floor_div(band.lo(rows.begin), kv_tile) * kv_tile, n1 = n0 + kv_tile;
     if (hi_last <= n0 || hi_last > n1 || n0 >= sk) return false;
-    const std::int64_t i_begin = core::partition_point(0, seqlen_q, [&](std::int64_t i) { return band.hi(i) > n0; });
-    const std::int64_t i_end = core::partition_point(0, seqlen_q, [&](std::int64_t i) { return band.lo(i) >= n1; });
+    const std::int64_t i_begin = core::first_row_hi_above(band, n0, seqlen_q);
+    const std::int64_t i_end = core::first_row_lo_above(band, n1 - 1, seqlen_q);
     return i_end > i_begin;
 }
 

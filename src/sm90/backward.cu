@@ -33,7 +33,8 @@ sm80::BackwardKernel kernel_for(int dim_qk) {
     switch (dim_qk) {
         case 64: return kernel_of<64, 64>();
         case 128: return kernel_of<128, 128>();
-        default: return kernel_of<192, 128>();
+        case 192: return kernel_of<192, 128>();
+        default: return kernel_of<256, 256>();
     }
 }
 

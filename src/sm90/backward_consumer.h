@@ -9,7 +9,10 @@
 //                                               shared memory and added into the fp32 dQ accumulator
 //                                               by TMA reduce-adds (stored directly where this CTA is
 //                                               the q-tile's only visitor)
-// At Dqk 192 the first four steps run twice per q-tile, on 32 rows each (BackwardTraits::kParts).
+// At Dqk 192 the first four steps run twice per q-tile, on 32 rows each (BackwardTraits::kParts). At
+// 256 (BackwardTraits::kSharedP: 64 keys a CTA) warp group w takes rows [32 w, 32 w + 32) of Sᵀ and
+// dPᵀ for all keys, Pᵀ joins dSᵀ in shared memory, and after the barrier it makes head-dim half w of
+// dV and dK from both (shared-memory A operands) beside its dQ blocks.
 // At the end dK (scaled) and dV are written, or added into fp32 accumulators for a chunked q range.
 // Deterministic mode orders the dQ and chunked dK / dV additions between CTAs (sm80::AddOrder).
 #pragma once
@@ -230,9 +233,14 @@ struct BackwardConsumer {
                               make_coord(0, part));
         };
 
-        // dSᵀ registers -> shared memory: the accumulator's column pairs as 32-bit stores.
+        // dSᵀ (and with kSharedP Pᵀ) registers -> shared memory: the accumulator's column pairs as
+        // 32-bit stores.
         auto r2s_ds = make_tiled_copy_C(Copy_Atom<UniversalCopy<std::uint32_t>, Element>{}, mma_dp);
         auto thr_r2s_ds = r2s_ds.get_thread_slice(ct);
+        auto thr_r2s_p = make_tiled_copy_C(Copy_Atom<UniversalCopy<std::uint32_t>, Element>{}, mma_s).get_thread_slice(ct);
+        auto sPt = [](auto& storage, int buffer) {  // kSharedP only: Pᵀ buffer `buffer`, (keys, rows)
+            return make_tensor(make_smem_ptr(storage.p.data()), typename Traits::SmemLayoutPt{})(_, _, buffer);
+        };
 
         using ShapeS = Shape<Int<kBlockN>, Int<kPartRows>>;  // Sᵀ of one part: (keys, rows)
         Tensor tSrS = partition_fragment_C(mma_s, ShapeS{});    // Sᵀ, then Pᵀ: (MMA, MMA_M, MMA_N)
@@ -330,11 +338,18 @@ struct BackwardConsumer {
                 }
                 convert_fragment(tSrS, tdVrP);
                 convert_fragment(tdPrdP, tdKrdS);
-                wgmma<false>(mma_dv, tdVrP, thr_dv.partition_fragment_B(cols_part(sdOt(_, _, stage), part)), acc_dv);
-                // One-part q-tiles issue dK after dQ (below, FA3's order), so that staging dQ overlaps
-                // dK's product; at Dqk 192 (two parts, dQ by blocks) each part's dK goes beside its dV.
-                if constexpr (Traits::kDqByBlocks)
-                    wgmma<false>(mma_dk, tdKrdS, thr_dk.partition_fragment_B(cols_part(sQt(_, _, stage), part)), acc_dk);
+                if constexpr (Traits::kSharedP) {
+                    // Each warp group's dV needs both groups' rows of Pᵀ: through shared memory (after
+                    // the barrier below), in the buffer that alternates with dSᵀ's.
+                    store_pairs_shared(thr_r2s_p.retile_S(make_tensor(tdVrP.data(), tSrS.layout())),
+                                       thr_r2s_p.partition_D(sPt(smem, ds_buffer)));
+                } else {
+                    wgmma<false>(mma_dv, tdVrP, thr_dv.partition_fragment_B(cols_part(sdOt(_, _, stage), part)), acc_dv);
+                    // One-part q-tiles issue dK after dQ (below, FA3's order), so that staging dQ overlaps
+                    // dK's product; at Dqk 192 (two parts, dQ by blocks) each part's dK goes beside its dV.
+                    if constexpr (Traits::kDqByBlocks)
+                        wgmma<false>(mma_dk, tdKrdS, thr_dk.partition_fragment_B(cols_part(sQt(_, _, stage), part)), acc_dk);
+                }
 
                 // dSᵀ to shared memory for dQ, two adjacent rows (columns here) per 32-bit store. The buffer
                 // alternates: the other warp group may still read the previous q-tile's until it reaches
@@ -345,11 +360,21 @@ struct BackwardConsumer {
             cutlass::arch::fence_view_async_shared();  // generic-proxy stores, read next by wgmma
             ds_ready_sync();
 
+            if constexpr (Traits::kSharedP) {  // head-dim half wg of dV and dK, over all 64 keys and rows
+                wgmma<false>(mma_dv, thr_dv.partition_fragment_A(sPt(smem, ds_buffer)),
+                             thr_dv.partition_fragment_B(sdOt(_, _, stage)), acc_dv);
+                wgmma<false>(mma_dk, thr_dk.partition_fragment_A(sdSt(_, _, ds_buffer)),
+                             thr_dk.partition_fragment_B(sQt(_, _, stage)), acc_dk);
+            }
             if constexpr (Traits::kDqByBlocks) {
                 // Blocks of 64 columns: warp group w takes every other block from w + m_block (the same
                 // blocks in every CTA that adds into this q-tile, for deterministic mode's per-block turns).
-                warpgroup_wait<0>();  // dV, dK done: their 16-bit A operands leave the registers first
-                for (int blk = int((wg + t.m_block) % 2); blk < kDimQK / 64; blk += 2) {
+                // dV, dK done first where their 16-bit A operands must leave the registers; with kSharedP
+                // they run on beside the first block (its wait<0> waits for them: the stage is then free).
+                if constexpr (!Traits::kSharedP) warpgroup_wait<0>();
+                constexpr int kBlocks = kDimQK / 64;
+                const int blk0 = int((wg + t.m_block) % 2);
+                auto dq_block = [&](int blk) {
                     Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, _64>{});  // (MMA, MMA_M, MMA_N)
                     Tensor tdQrK = thr_dq.partition_fragment_B(
                         local_tile(sKt, Shape<_64, Int<kBlockN>>{}, make_coord(blk, 0)));  // (MMA, MMA_N, MMA_K)
@@ -359,6 +384,14 @@ struct BackwardConsumer {
                     add_dq<64>(kp, cta, t, rows, smem.dq[wg], rowcol_view(acc_dq),
                                rowcol_view(thr_dq.partition_C(local_tile(cq_all, Shape<Int<kBlockM>, _64>{}, make_coord(0, blk)))),
                                blk * 64, blk, wg, dq_issuer);
+                };
+                if constexpr (kBlocks % 2 == 0) {
+                    // A fixed trip count: dV and dK in flight (kSharedP) must not cross a data-dependent
+                    // loop, or ptxas serializes every wgmma of the kernel.
+                    CUTE_UNROLL
+                    for (int i = 0; i < kBlocks / 2; ++i) dq_block(blk0 + 2 * i);
+                } else {
+                    for (int blk = blk0; blk < kBlocks; blk += 2) dq_block(blk);
                 }
                 warpgroup_fence_operand(acc_dv);
                 warpgroup_fence_operand(acc_dk);

@@ -70,9 +70,11 @@ cudaError_t launch_backward(const sm80::BackwardParams& bp, cudaStream_t stream)
     // The driver skips the accumulator rows of direct q-tiles by its tile sizes, which must be the kernel's.
     if (bp.direct.q_tile != Traits::kBlockM || bp.direct.kv_tile != Traits::kBlockN) return cudaErrorInvalidValue;
     // Per-element masks (mask_mod, block-sparse lists), deterministic mode (the driver allocated turn
-    // counters) and direct dQ get their own kernels: see BackwardConsumer. The driver turns direct dQ on
-    // only for the built-in band without deterministic mode, the one kernel compiled with it.
-    const bool band = p.mask_kind == MaskKind::band, ordered = bp.order.dq != nullptr;
+    // counters) and direct dQ get their own kernels: see BackwardConsumer. Band tensors mask partial
+    // tiles by each key's row limits, as the built-in band does, so they share its kernels. The driver
+    // turns direct dQ on only for bands without deterministic mode, the one kernel compiled with it.
+    const bool band = p.mask_kind == MaskKind::band || p.mask_kind == MaskKind::band_tensors;
+    const bool ordered = bp.order.dq != nullptr;
     if (bp.direct.on && (!band || ordered)) return cudaErrorInvalidValue;
     auto kernel = band ? (ordered      ? backward_kernel<Traits, false, true, false>
                           : bp.direct.on ? backward_kernel<Traits, false, false, true>

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -16,6 +17,15 @@
 #include "sm90/row_map.h"
 
 namespace ccattn::sm90 {
+
+// The persistent grid: a CTA per SM, or fewer where CCATTN_SM90_GRID=n in the environment caps it
+// (read per launch). Small problems then give each CTA many tiles, so that the GPU tests and the
+// sanitizers cover the tile ring's reuse (tile_queue.h) without a problem of thousands of tiles.
+inline int grid_limit(int sms) {
+    const char* e = std::getenv("CCATTN_SM90_GRID");
+    const int n = e != nullptr ? std::atoi(e) : 0;
+    return n > 0 ? std::min(n, sms) : sms;
+}
 
 inline Status cuda_status(cudaError_t e, const char* what) {
     if (e == cudaSuccess) return Status::success();
@@ -80,7 +90,7 @@ Status launch_forward(const core::AttnParams& p, const decode::SplitWork* split)
     s = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSharedBytes),
                     "shared memory size");
     if (!s.ok()) return s;
-    const int grid = int(std::min<std::int64_t>(tiles, sms));
+    const int grid = int(std::min<std::int64_t>(tiles, grid_limit(sms)));
     auto stream = static_cast<cudaStream_t>(p.stream);
     // The dynamic schedule (tile_queue.h) where a CTA gets more than one tile and tiles may differ
     // in cost (not split-KV's equal shares). Its counter is stream-ordered and zeroed per call, so

@@ -2,6 +2,7 @@
 // wraps, row by row and limit by limit, and edge_error names exactly the rows where an edge drops.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "core/band_tensors.h"
 #include "core/bound_bands.h"
 #include "core/params.h"
+#include "core/schedule.h"
 
 namespace ccattn::core {
 namespace {
@@ -100,6 +102,116 @@ TEST(SequenceBand, TensorsRowByRow) {
     for (std::int64_t i = 0; i < 7; ++i) {
         EXPECT_EQ(source.lo(i), clamp(lo32[std::size_t(5 + i)], 0, 9)) << i;
         EXPECT_EQ(source.hi(i), clamp(hi64[std::size_t(5 + i)], 0, 9)) << i;
+    }
+}
+
+// Random non-decreasing edges in [-3, Sk + 3] (clamped by the band), runs of equal values and jumps.
+std::vector<std::int64_t> monotone_edge(std::mt19937_64& rng, std::int64_t rows, std::int64_t sk) {
+    std::vector<std::int64_t> e(static_cast<std::size_t>(rows));
+    std::int64_t x = std::uniform_int_distribution<std::int64_t>(-3, 2)(rng);
+    for (auto& v : e) {
+        const int kind = std::uniform_int_distribution<int>(0, 9)(rng);
+        x += kind < 4 ? 0 : kind < 8 ? 1 : std::uniform_int_distribution<std::int64_t>(2, sk / 2 + 2)(rng);
+        v = x > sk + 3 ? sk + 3 : x;
+    }
+    return e;
+}
+
+// Band tensors' key rows (core::KeyRows, filled per key by the same searches the device pass runs):
+// the table's answers, the searches' and a scan over the rows agree for every key, before, inside
+// and past the keys, and the backward's q-tile ranges (core::q_tile_range, now from the rows where
+// the edges pass a tile's first and last key) equal a scan's for the built-in band and for band
+// tensors with and without the table.
+TEST(SequenceBand, KeyRowsMatchScans) {
+    std::mt19937_64 rng(11);
+    auto scan_above = [](const auto& edge, std::int64_t sq, std::int64_t j) {
+        for (std::int64_t i = 0; i < sq; ++i)
+            if (edge(i) > j) return i;
+        return sq;
+    };
+    // q_tile_range by scanning the rows: seeing the tile (hi > n0, lo < n1), full (hi >= n1, lo <= n0).
+    auto scan_range = [](const auto& band, std::int64_t n0, std::int64_t tn, std::int64_t sq, std::int64_t tm,
+                         std::int64_t g) {
+        std::int64_t ib = sq, ie = 0, fb = sq, fe = 0;
+        for (std::int64_t i = 0; i < sq; ++i) {
+            if (band.hi(i) > n0 && ib == sq) ib = i;
+            if (band.lo(i) < n0 + tn) ie = i + 1;
+            if (band.hi(i) >= n0 + tn && fb == sq) fb = i;
+            if (band.lo(i) <= n0) fe = i + 1;
+        }
+        if (ie <= ib) return TileRange{};
+        return make_range(floor_div(ib * g, tm), ceil_div(ie * g, tm), ceil_div(fb * g, tm),
+                          fe >= sq ? num_tiles(sq * g, tm) : floor_div(fe * g, tm));
+    };
+    auto same = [](const TileRange& a, const TileRange& b) {
+        return a.count() == b.count() && (a.empty() || (a.begin == b.begin && a.end == b.end &&
+                                                        a.full_begin == b.full_begin && a.full_end == b.full_end));
+    };
+    for (int iter = 0; iter < 60; ++iter) {
+        const std::int64_t sq = std::uniform_int_distribution<std::int64_t>(0, 90)(rng);
+        const std::int64_t sk = std::uniform_int_distribution<std::int64_t>(0, 70)(rng);
+        const int batch = 2;
+        std::vector<std::int64_t> lo, hi;
+        for (int b = 0; b < batch; ++b) {
+            std::vector<std::int64_t> l = monotone_edge(rng, sq, sk), h = monotone_edge(rng, sq, sk);
+            for (std::int64_t i = 0; i < sq; ++i) h[std::size_t(i)] = std::max(h[std::size_t(i)], l[std::size_t(i)] - 2);
+            lo.insert(lo.end(), l.begin(), l.end());
+            hi.insert(hi.end(), h.begin(), h.end());
+        }
+        AttnParams p;
+        p.mask_kind = MaskKind::band_tensors;
+        p.batch = batch;
+        p.seqlen_q = sq;
+        p.seqlen_k = sk;
+        p.total_k = batch * sk;
+        p.band_rows.lo = {lo.data(), true, sq, 1};
+        p.band_rows.hi = {hi.data(), true, sq, 1};
+        // What the device pass (src/cuda/band_key_rows.cu) writes, key row by key row.
+        std::vector<std::int32_t> keys(std::size_t(2 * p.total_k), -1);
+        for (int b = 0; b < batch; ++b) {
+            const Sequence seq = sequence(p, b);
+            const TensorBand t = tensor_band(p, b, seq);
+            const std::int64_t k0 = key_row0(p.varlen(), b, seq.row_k, p.seqlen_k);
+            for (std::int64_t j = 0; j < sk; ++j) {
+                keys[std::size_t(2 * (k0 + j))] = std::int32_t(t.search_hi_above(j, sq));
+                keys[std::size_t(2 * (k0 + j) + 1)] = std::int32_t(t.search_lo_above(j, sq));
+            }
+        }
+        AttnParams with = p;
+        with.band_rows.keys.rows = keys.data();
+        for (int b = 0; b < batch; ++b) {
+            const SequenceBand searched = sequence_band(p, b, sequence(p, b));
+            const SequenceBand looked_up = sequence_band(with, b, sequence(with, b));
+            ASSERT_EQ(looked_up.tensors.rows.keys.rows, keys.data() + 2 * b * sk);
+            auto hi_of = [&](std::int64_t i) { return searched.hi(i); };
+            auto lo_of = [&](std::int64_t i) { return searched.lo(i); };
+            for (std::int64_t j = -3; j < sk + 4; ++j) {
+                const std::int64_t want_hi = scan_above(hi_of, sq, j), want_lo = scan_above(lo_of, sq, j);
+                ASSERT_EQ(first_row_hi_above(searched, j, sq), want_hi) << "iter " << iter << " b " << b << " j " << j;
+                ASSERT_EQ(first_row_lo_above(searched, j, sq), want_lo) << "iter " << iter << " b " << b << " j " << j;
+                ASSERT_EQ(first_row_hi_above(looked_up, j, sq), want_hi) << "iter " << iter << " b " << b << " j " << j;
+                ASSERT_EQ(first_row_lo_above(looked_up, j, sq), want_lo) << "iter " << iter << " b " << b << " j " << j;
+            }
+            for (std::int64_t tn : {1, 3, 16})
+                for (std::int64_t tm : {1, 4, 7})
+                    for (std::int64_t g : {1, 3})
+                        for (std::int64_t n0 = 0; n0 < sk; n0 += tn) {
+                            const TileRange want = scan_range(searched, n0, tn, sq, tm, g);
+                            ASSERT_TRUE(same(q_tile_range(searched, n0, tn, sq, tm, g), want)) << "iter " << iter << " n0 " << n0;
+                            ASSERT_TRUE(same(q_tile_range(looked_up, n0, tn, sq, tm, g), want)) << "iter " << iter << " n0 " << n0;
+                        }
+        }
+        // The built-in band through the same path.
+        for (std::int64_t cf : {1, 3})
+            for (std::int64_t delta : {-7, 0, 4}) {
+                const CompressedBand band{sk, cf, delta, iter % 2 ? std::int64_t(5) : kNoWindow, true};
+                for (std::int64_t tn : {1, 16})
+                    for (std::int64_t n0 = 0; n0 < sk; n0 += tn) {
+                        const TileRange want = scan_range(band, n0, tn, sq, 4, 2);
+                        ASSERT_TRUE(same(q_tile_range(band, n0, tn, sq, 4, 2), want)) << "cf " << cf << " n0 " << n0;
+                        ASSERT_TRUE(same(q_tile_range(SequenceBand(band), n0, tn, sq, 4, 2), want)) << "n0 " << n0;
+                    }
+            }
     }
 }
 

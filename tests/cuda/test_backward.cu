@@ -156,8 +156,9 @@ TEST(Sm80BackwardHost, AccumulatorStores) {
 }
 
 // The Hopper backward reads its shared tiles through transposed views (MN-major operands, dS from
-// dSᵀ): each must address the same element as the stored layout. Its dSᵀ stores pair the linear
-// elements 2i, 2i + 1 of a 32-bit copy partition, which must be adjacent in memory for every thread.
+// dSᵀ): each must address the same element as the stored layout. Its dSᵀ stores (and at head dim 256
+// its Pᵀ stores) pair the linear elements 2i, 2i + 1 of a 32-bit copy partition, which must be
+// adjacent in memory for every thread, and together cover the buffer once.
 template <class Traits>
 void check_sm90_backward_layouts() {
     using Element = typename Traits::Element;
@@ -174,23 +175,36 @@ void check_sm90_backward_layouts() {
     for (int r = 0; r < int(cute::size<0>(k)); ++r)
         for (int c = 0; c < int(cute::size<1>(k)); ++c) ASSERT_EQ(k(r, c), kt(c, r));
 
-    std::vector<Element> buffer(std::size_t(cute::cosize(typename Traits::SmemLayoutdSt{})));
-    auto sdSt = cute::make_tensor(cute::make_smem_ptr(buffer.data()), typename Traits::SmemLayoutdSt{});
-    auto r2s = cute::make_tiled_copy_C(cute::Copy_Atom<cute::UniversalCopy<std::uint32_t>, Element>{},
-                                       typename Traits::TiledMmadP{});
-    for (int ct = 0; ct < Traits::kConsumerThreads; ++ct) {
-        auto dst = r2s.get_thread_slice(ct).partition_D(sdSt)(cute::_, cute::_, cute::_, 0);
-        for (int i = 0; i < int(cute::size(dst)); i += 2) {
-            const Element* first = &dst(i);
-            ASSERT_EQ(&dst(i + 1) - first, 1) << "thread " << ct << " element " << i;
-            ASSERT_EQ((first - buffer.data()) % 2, 0) << "thread " << ct << " element " << i;  // 4-byte aligned
+    auto check_stores = [](auto mma, auto layout) {
+        // Swizzled shared-memory pointers XOR address bits: the buffer is 1024-byte aligned, as on the device.
+        const std::size_t size = std::size_t(cute::cosize(layout));
+        std::vector<Element> storage(size + 1024 / sizeof(Element));
+        Element* buffer = storage.data() + (1024 - reinterpret_cast<std::uintptr_t>(storage.data()) % 1024) % 1024 / sizeof(Element);
+        std::vector<int> hits(size, 0);
+        auto sdst = cute::make_tensor(cute::make_smem_ptr(buffer), layout);
+        auto r2s = cute::make_tiled_copy_C(cute::Copy_Atom<cute::UniversalCopy<std::uint32_t>, Element>{}, mma);
+        for (int ct = 0; ct < Traits::kConsumerThreads; ++ct) {
+            auto dst = r2s.get_thread_slice(ct).partition_D(sdst)(cute::_, cute::_, cute::_, 0);
+            for (int i = 0; i < int(cute::size(dst)); i += 2) {
+                const Element* first = &dst(i);
+                ASSERT_EQ(&dst(i + 1) - first, 1) << "thread " << ct << " element " << i;
+                ASSERT_EQ((first - buffer) % 2, 0) << "thread " << ct << " element " << i;  // 4-byte aligned
+                for (int e = 0; e < 2; ++e) ASSERT_EQ(++hits[std::size_t(first - buffer) + e], 1) << "thread " << ct;
+            }
         }
-    }
+        std::size_t written = 0;  // one of the two buffers: half the elements, each once
+        for (int h : hits) written += std::size_t(h);
+        ASSERT_EQ(written, size / 2);
+    };
+    check_stores(typename Traits::TiledMmadP{}, typename Traits::SmemLayoutdSt{});
+    if constexpr (Traits::kSharedP) check_stores(typename Traits::TiledMmaS{}, typename Traits::SmemLayoutPt{});
 }
 
 TEST(Sm90BackwardHost, SharedMemoryViews) {
     check_sm90_backward_layouts<sm90::BackwardTraits<cutlass::bfloat16_t, 64, 64>>();
     check_sm90_backward_layouts<sm90::BackwardTraits<cutlass::half_t, 128, 128>>();
+    check_sm90_backward_layouts<sm90::BackwardTraits<cutlass::bfloat16_t, 192, 128>>();
+    check_sm90_backward_layouts<sm90::BackwardTraits<cutlass::bfloat16_t, 256, 256>>();
 }
 
 TEST(Sm80BackwardHost, RowArithmetic) {
@@ -867,12 +881,12 @@ struct BackwardConfig {
     Family family;
 };
 
-// Every config on the sm80 kernel, and those the sm90 kernel has on it.
+// Every config on both kernels (the sm90 kernel has every head-dim pair: sm90::kBackwardTiles).
 std::vector<BackwardConfig> backward_configs() {
     std::vector<BackwardConfig> c;
     for (const Config& k : all_configs()) {
         c.push_back({k, Family::sm80});
-        if (k.dim_qk != 256) c.push_back({k, Family::sm90});  // 64/64, 128/128, 192/128
+        c.push_back({k, Family::sm90});
     }
     return c;
 }

@@ -1,6 +1,7 @@
 // Band tensors (Mask::band_tensors) on the GPU: random monotone bands through each forward kernel
-// family (sm80, sm90 on Hopper, and the split-KV kernel forced to 3 splits) and the backward (the sm80 kernel, which the dispatch picks for
-// band tensors) against the fp64 oracle of the same tensors; tensors describing the built-in band
+// family (sm80, sm90 on Hopper, and the split-KV kernel forced to 3 splits) and the backward (through
+// the dispatch: the sm90 kernel on Hopper, with direct dQ where a sequence has at most two kv tiles,
+// else sm80) against the fp64 oracle of the same tensors; tensors describing the built-in band
 // against the built-in band (forward: the same bits from the same kernel); the device check of
 // non-monotone edges (the host check's error, nothing written) and validate = false.
 #include <cuda_runtime.h>

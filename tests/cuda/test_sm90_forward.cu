@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -417,6 +418,23 @@ TEST(Sm90Forward, DynamicTileSchedule) {
         SCOPED_TRACE("d " + std::to_string(dim));
         Problem pr = fixed(1100, 1100, 8, 2, dim, dim);
         pr.batch = 2;
+        run_case(pr, Mask::band(true));
+        run_case(pr, Mask::band(true, 4, {}, 100));
+    }
+}
+
+// Four CTAs (CCATTN_SM90_GRID) over 32 work tiles (d128: 128 packed rows a tile) or 22 (d64: 192):
+// each CTA's producer refills the entries of its four-entry tile ring, the dynamic schedule hands out
+// the tiles, and the sanitizer subset's racecheck sees the ring's reuse on a problem small enough for it.
+TEST(Sm90Forward, TileRingWraps) {
+    REQUIRE_HOPPER();
+    struct GridCap {
+        GridCap() { setenv("CCATTN_SM90_GRID", "4", 1); }
+        ~GridCap() { unsetenv("CCATTN_SM90_GRID"); }
+    } cap;
+    for (int dim : {128, 64}) {
+        SCOPED_TRACE("d " + std::to_string(dim));
+        Problem pr = fixed(1024, 1024, 2, 2, dim, dim);
         run_case(pr, Mask::band(true));
         run_case(pr, Mask::band(true, 4, {}, 100));
     }
