@@ -31,6 +31,13 @@ profile() {  # ccattn binary, logs dir, case name (below): Nsight Compute on its
   local causal16k=(--causal --seqlen-q 16384 --seqlen-k 16384 --heads-q 16 --heads-kv 16)
   local nsa64k=(--causal --seqlen-q 65536 --seqlen-k 4095 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
   local nsa_b16=(--causal --batch 16 --seqlen-q 2048 --seqlen-k 127 --heads-q 64 --heads-kv 4 --compress-factor 16 --diag-offset -31)
+  local cf4=(--causal --seqlen-q 16384 --seqlen-k 4096 --heads-q 16 --heads-kv 16 --compress-factor 4 --diag-offset 0)
+  # *_bt: the same band as band tensors (bench/cases.py's edges, as bench/run.py writes them).
+  band_files() {
+    python3 -c "import sys; sys.path.insert(0, 'bench'); import cases, run
+lo, hi, shape = cases.edges(cases.CASES['$1']); run.write_npy('/root/band-lo.npy', lo, shape); run.write_npy('/root/band-hi.npy', hi, shape)" &&
+      echo --band-lo /root/band-lo.npy --band-hi /root/band-hi.npy
+  }
   case ${name##*:} in
     bwd_causal_16k) kernel=backward_kernel launches=1 args=(--bwd "${causal16k[@]}") ;;
     bwd_nsa_64k)    kernel=backward_kernel launches=1 args=(--bwd "${nsa64k[@]}") ;;
@@ -40,6 +47,9 @@ profile() {  # ccattn binary, logs dir, case name (below): Nsight Compute on its
     fwd_causal_16k) kernel=forward_kernel launches=1 args=("${causal16k[@]}") ;;
     fwd_nsa_64k)    kernel=forward_kernel launches=1 args=("${nsa64k[@]}") ;;
     fwd_nsa_b16)    kernel=forward_kernel launches=1 args=("${nsa_b16[@]}") ;;
+    fwd_cf4)        kernel=forward_kernel launches=1 args=("${cf4[@]}") ;;
+    fwd_cf4_bt)     kernel=forward_kernel launches=1 args=("${cf4[@]}" $(band_files cf4_16k_4k)) ;;
+    fwd_nsa_b16_bt) kernel=forward_kernel launches=1 args=("${nsa_b16[@]}" $(band_files nsa_b16_s2k)) ;;
     *) echo "profile: unknown case $name"; return 1 ;;
   esac
   name=${name//:/-}
