@@ -55,7 +55,8 @@ struct SequenceBand {
 
 CCATTN_HD RowLimits row_limits(const SequenceBand& band, std::int64_t i) { return band.limits(i); }
 
-// core::first_row_hi_above / lo_above for either source: band tensors answer from their key rows.
+// core::first_row_hi_above / lo_above for band tensors, which answer from their key rows, and for
+// either source (the built-in band takes core/schedule.h's binary searches).
 CCATTN_HD std::int64_t first_row_hi_above(const TensorBand& band, std::int64_t j, std::int64_t seqlen_q) {
     return band.hi_above(j, seqlen_q);
 }
@@ -63,12 +64,12 @@ CCATTN_HD std::int64_t first_row_lo_above(const TensorBand& band, std::int64_t j
     return band.lo_above(j, seqlen_q);
 }
 CCATTN_HD std::int64_t first_row_hi_above(const SequenceBand& band, std::int64_t j, std::int64_t seqlen_q) {
-    if (band.from_tensors) return band.tensors.hi_above(j, seqlen_q);
-    return partition_point(0, seqlen_q, [&](std::int64_t i) { return band.formula.hi(i) > j; });
+    return band.from_tensors ? first_row_hi_above(band.tensors, j, seqlen_q)
+                             : first_row_hi_above(band.formula, j, seqlen_q);
 }
 CCATTN_HD std::int64_t first_row_lo_above(const SequenceBand& band, std::int64_t j, std::int64_t seqlen_q) {
-    if (band.from_tensors) return band.tensors.lo_above(j, seqlen_q);
-    return partition_point(0, seqlen_q, [&](std::int64_t i) { return band.formula.lo(i) > j; });
+    return band.from_tensors ? first_row_lo_above(band.tensors, j, seqlen_q)
+                             : first_row_lo_above(band.formula, j, seqlen_q);
 }
 
 // The packed rows that see key j (core::packed_rows_seeing) under either source.
