@@ -20,7 +20,8 @@
 # band_tensors), PROFILE (label:case pairs, e.g. main:bwd_causal_16k: Nsight Compute on that label's
 # binary after the builds, cases of device_build.sh's `profile`; the reports' pages come back in
 # logs.tar.gz), BASELINE (0: main is neither built nor measured), NO_BWD (1: forward only), ROUNDS
-# (passes over the cases, default 1), BUDGET_S (no new build or run after that many seconds, default
+# (passes over the cases, default 1), DET_CASES (cases whose backward also runs in deterministic
+# mode, native band: rows bwd_det beside bwd, issue 10's "within 15% of the default"), BUDGET_S (no new build or run after that many seconds, default
 # 480), AB_DIR (/root/ab), OUT (set by the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -127,6 +128,16 @@ for round in $(seq "${ROUNDS:-1}"); do
       grep -E "^$c .*ccattn@$label" "$logs/bench.log" | tail -2
       save  # a call cut short still brings back every row measured
     done
+  done
+done
+IFS=, read -ra det_cases <<< "${DET_CASES:-}"
+for c in "${det_cases[@]}"; do
+  for label in "${labels[@]}"; do
+    [ "$(date +%s)" -lt "$stop_at" ] || { echo "ab: budget spent before $c / $label (deterministic)"; break 2; }
+    python3 bench/run.py --ccattn "$ab/bin/ccattn-$label" --csv "$csv" --card "$card" --cases "$c" --masks native \
+      --deterministic --impl "ccattn@$label" --resume --stop-at "$stop_at" >> "$logs/bench.log" 2>&1
+    grep -E "^$c .*ccattn@$label .*bwd_det" "$logs/bench.log" | tail -1
+    save
   done
 done
 impls=()

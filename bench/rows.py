@@ -1,7 +1,7 @@
 """The benchmark CSV, shared by every script: one row per (case, impl, mask, direction) measurement.
 
-Columns: date, card, case, impl, mask, direction (fwd, bwd; setup for a block mask's build time,
-peak for the card's ceilings), ms, tflops, note. A row that could not be measured has ms = nan and
+Columns: date, card, case, impl, mask, direction (fwd, bwd, bwd_det for the deterministic backward;
+setup for a block mask's build time, peak for the card's ceilings), ms, tflops, note. A row that could not be measured has ms = nan and
 its error in note; a peer whose output disagrees with ccattn's keeps its ms but has tflops = nan
 (and MISMATCH in note), so it never enters a table or a plot. Several calls append to one CSV:
 later rows replace earlier ones of the same key, except that an error never hides a measurement.
@@ -45,7 +45,7 @@ class Writer:
     def row(self, case, impl, mask, direction, ms, tflops, note=""):
         self.out.writerow([self.date, self.card, case, impl, mask, direction, f"{ms:.4f}", f"{tflops:.1f}", note])
         self.fh.flush()
-        print(f"{case:20s} {impl:11s} {mask:18s} {direction:5s} {ms:10.4f} ms {tflops:7.1f} TFLOP/s  {note}",
+        print(f"{case:20s} {impl:11s} {mask:18s} {direction:7s} {ms:10.4f} ms {tflops:7.1f} TFLOP/s  {note}",
               flush=True)
 
 
@@ -66,15 +66,15 @@ def latest(rows):
     return best
 
 
-def done(rows, case, impl, mask, backward):
+def done(rows, case, impl, mask, backward, backward_direction="bwd"):
     """Whether a unit of work is in the CSV already (to resume a run cut short): its forward failed
     (the error is recorded; a fresh CSV retries it), or it was measured and, when the case times the
-    backward, has a backward row (measured or its error)."""
+    backward, has a backward row (measured or its error) in backward_direction (bwd, or bwd_det)."""
     have = latest(r for r in rows if r["case"] == case and r["impl"] == impl and r["mask"] == mask)
     fwd = have.get((case, impl, mask, "fwd"))
     if fwd is None:
         return False
-    return not measured(fwd) or not backward or (case, impl, mask, "bwd") in have
+    return not measured(fwd) or not backward or (case, impl, mask, backward_direction) in have
 
 
 def best(table, case, impl, masks, direction):

@@ -5,10 +5,12 @@ appended to one CSV in the format of bench/rows.py. Non-causal (decode) cases ru
 only: without a mask there is nothing for the other mechanisms to skip; they go through the KV-cache
 call (`--kv-cache 0`, or `--kv-cache 64` for the `_paged64` twins: split-KV). Cases whose mask only
 band tensors give (prefix-LM, chunked) run band_tensors only.
-Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`.
+Decode rows carry `gbps=N` in note, training-shape rows `roofline=N%`. --deterministic measures the
+backward in deterministic mode instead (direction `bwd_det`, beside the default's `bwd` of another run).
 
 usage: python3 bench/run.py --ccattn build/src/cli/ccattn --csv FILE [--cases a,b] [--masks native,...]
-                           [--kernels sm80] [--no-bwd] [--resume] [--stop-at EPOCH] [--impl LABEL]
+                           [--kernels sm80] [--no-bwd] [--deterministic] [--resume] [--stop-at EPOCH]
+                           [--impl LABEL]
 --kernels sm80 keeps Hopper on the portable kernels (CCATTN_KERNELS=sm80); its rows are labelled
 ccattn_sm80. --resume skips what the CSV already holds;
 --stop-at starts nothing after that time (seconds since the epoch) and stops a run 60 s past it.
@@ -29,6 +31,7 @@ import cases as bench_cases  # noqa: E402
 import rows  # noqa: E402
 
 GRACE_S = 60  # a `ccattn bench` started before --stop-at may run this long past it
+DIRECTIONS = {"forward": "fwd", "backward": "bwd", "backward_deterministic": "bwd_det"}  # the CLI's -> the CSV's
 
 
 def write_npy(path, values, shape):
@@ -81,6 +84,8 @@ def bench_one(args, env, case, mask, timeout):
             write_npy(band_files[1], hi, shape)
         cmd = [args.ccattn, "bench", "--backend", "cuda", "--mask", "native" if band_files else mask,
                "--iters", str(args.iters), "--csv", csv_path] + case_arguments(case, not args.no_bwd, band_files)
+        if args.deterministic:
+            cmd.append("--deterministic")
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         print(run.stdout, end="", flush=True)
         if run.returncode != 0:
@@ -99,6 +104,7 @@ def main():
     ap.add_argument("--card", default="")
     ap.add_argument("--kernels", default="", help="sm80: keep Hopper on the portable kernels")
     ap.add_argument("--no-bwd", action="store_true")
+    ap.add_argument("--deterministic", action="store_true", help="the backward in deterministic mode (rows bwd_det)")
     ap.add_argument("--resume", action="store_true", help="skip (case, mask) pairs the CSV already holds")
     ap.add_argument("--stop-at", type=float, default=float("inf"), help="start nothing after this epoch time")
     ap.add_argument("--impl", default="", help="the rows' impl label (A/B runs: ccattn@LABEL)")
@@ -115,7 +121,7 @@ def main():
         case = bench_cases.CASES[name]
         backward = bench_cases.full(case)["bwd"] and not args.no_bwd
         for mask in masks_for(case, args.masks.split(",")):
-            if rows.done(before, name, impl, mask, backward):
+            if rows.done(before, name, impl, mask, backward, "bwd_det" if args.deterministic else "bwd"):
                 continue
             if time.time() > args.stop_at:
                 left.append(f"{name}/{mask}")
@@ -131,7 +137,7 @@ def main():
                 out.row(name, impl, mask, "fwd", float("nan"), float("nan"), "error: " + rows.one_line(e))
                 continue
             for r in measured:
-                direction = "fwd" if r["direction"] == "forward" else "bwd"
+                direction = DIRECTIONS[r["direction"]]
                 ms = float(r["ms"])
                 note = bench_cases.metric_note(case, direction, ms)
                 out.row(name, impl, mask, direction, ms, float(r["tflops"]), note)
