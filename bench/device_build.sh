@@ -25,6 +25,24 @@ configure_build() {  # source dir, build dir, CuTe include dir, ON|OFF for the t
     -DCCATTN_CUTLASS_INCLUDE="$3" -DCCATTN_BUILD_TESTS="$4" "${@:5}"
 }
 
+profile_peer() {  # logs dir, impl:case (fa4:fwd_causal_16k, flex_flash:bwd_nsa_64k, ...): the peer's kernels
+  # under Nsight Compute, one run inside bench/profile_peer.py's NVTX range (FA4 staged by bench/fa4.sh).
+  local logs=$1 impl=${2%%:*} name=${2#*:} ncu_bin mask bench_case
+  ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  case $impl in fa4) mask=causal ;; flex_flash) mask=block_mask ;; *) echo "profile_peer: unknown peer $impl"; return 1 ;; esac
+  case ${name#*_} in
+    causal_16k) bench_case=causal_16k_h16 ;; nsa_64k) bench_case=nsa_64k ;; nsa_b16) bench_case=nsa_b16_s2k ;;
+    cf4) bench_case=cf4_16k_4k ;; *) echo "profile_peer: unknown case $name"; return 1 ;;
+  esac
+  local tag="$impl-$name"
+  timeout 400 "$ncu_bin" --clock-control none --nvtx --nvtx-include "profile/" -c 8 --set full -f -o "/root/ncu-$tag" \
+    "${PYTHON:-python3}" bench/profile_peer.py "$impl" "$mask" "$bench_case" "${name%%_*}" > "$logs/ncu-$tag.log" 2>&1
+  "$ncu_bin" -i "/root/ncu-$tag.ncu-rep" --page details > "$logs/ncu-$tag.txt" 2>&1
+  "$ncu_bin" -i "/root/ncu-$tag.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$tag.csv" 2>&1
+  echo "== profile $tag"
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Grid Size" "$logs/ncu-$tag.txt" | head -15
+}
+
 profile() {  # ccattn binary, logs dir, case name (below): Nsight Compute on its kernel launches
   local bin=$1 logs=$2 name=$3 ncu_bin kernel launches args
   ncu_bin=$(command -v ncu || echo /usr/local/cuda/bin/ncu)

@@ -32,7 +32,8 @@
 #             (PYTEST_K: a -k expression)
 #   profile   Nsight Compute (--clock-control none) on one launch of a kernel, the cases of PROFILE_CASES
 #             (default the backward's causal 16K and NSA 64K; also bwd_nsa_b16, every kernel of that
-#             backward, and fwd_causal_16k, fwd_nsa_64k, fwd_nsa_b16):
+#             backward, and fwd_causal_16k, fwd_nsa_64k, fwd_nsa_b16; a peer's as impl:case, e.g.
+#             fa4:fwd_causal_16k or flex_flash:bwd_nsa_64k, with FA4 staged: bench/profile_peer.py):
 #             throughput, warp stall reasons, occupancy and the per-instruction stall table, in the logs
 #   ceilings  bf16 GEMM rate and device copy bandwidth (bench/ceilings.py)
 #   bench     ccattn's rows (bench/run.py)           peers  the peers' rows (bench/peers.py)
@@ -151,7 +152,10 @@ if has profile; then
   echo "== profile"
   IFS=, read -ra wanted <<< "${PROFILE_CASES:-bwd_causal_16k,bwd_nsa_64k}"
   for c in "${wanted[@]}"; do
-    profile "$build/src/cli/ccattn" "$logs" "$c"
+    case $c in  # impl:case is a peer's (FA4 staged), a bare case ccattn's
+      *:*) profile_peer "$logs" "$c" ;;
+      *) profile "$build/src/cli/ccattn" "$logs" "$c" ;;
+    esac
     save
   done
 fi
