@@ -12,7 +12,8 @@ namespace ccattn::cli {
 namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";
-constexpr std::int64_t kMaxElements = std::int64_t(1) << 40;
+constexpr std::int64_t kMaxElements = std::int64_t(1) << 40;  // per extent
+constexpr std::int64_t kMaxBytes = std::int64_t(1) << 40;
 constexpr std::size_t kMaxHeaderBytes = std::size_t(1) << 20;  // numpy writes a few hundred
 constexpr std::size_t kReadChunk = std::size_t(64) << 20;
 
@@ -110,6 +111,8 @@ Status parse_header(const std::string& header, NpyType& type, std::vector<std::i
 }  // namespace
 
 std::int64_t NpyArray::numel() const {
+    // A zero extent empties the array whatever the others are (read_npy bounds the product otherwise).
+    if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
     std::int64_t n = 1;
     for (std::int64_t d : shape) n *= d;
     return n;
@@ -170,9 +173,15 @@ Status read_npy(const std::string& path, const std::string& what, NpyArray& out)
     NpyArray a;
     const Status s = parse_header(header, a.type, a.shape);
     if (!s.ok()) return bad(s.message);
-    __int128 bytes = element_size(a.type);
-    for (std::int64_t d : a.shape) bytes *= d;
-    if (bytes > (__int128(1) << 40)) return bad("is too large");
+    // The data's size, checked against the limit extent by extent so that no product overflows
+    // (extents are at most 2^40 each); a zero extent makes it 0 whatever the others are.
+    const bool empty = std::find(a.shape.begin(), a.shape.end(), 0) != a.shape.end();
+    std::int64_t bytes = empty ? 0 : element_size(a.type);
+    for (std::int64_t d : a.shape) {
+        if (bytes == 0) break;
+        if (bytes > kMaxBytes / d) return bad("is too large (more than 2^40 data bytes)");
+        bytes *= d;
+    }
     // Exactly the bytes the header promises, in chunks: memory follows what the file holds.
     const std::size_t want = std::size_t(bytes);
     while (a.bytes.size() < want && in) {
