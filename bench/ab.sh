@@ -68,6 +68,32 @@ apply() {  # label [-R]: its patches on (in order) or off (in reverse order); $a
     echo "$1" > "$ab/applied"
   fi
 }
+# `ccattn check` (against the fp64 reference) on a few small cases of every head-dim pair, backward
+# and deterministic backward included, each within 60 s: before the TEST label's suite, so that a
+# kernel that deadlocks (a barrier protocol gone wrong) ends the call in a minute with its name rather
+# than holding every test to the suite's time limit. Exit 1 on a hang, 2 on a mismatch.
+smoke() {  # ccattn binary, log
+  local bin=$1 log=$2 rc=0 c
+  local cases=(
+    "--causal --seqlen-q 1000 --seqlen-k 1000 --heads-q 4 --heads-kv 2 --dim-qk 128 --dim-v 128"
+    "--causal --seqlen-q 1000 --seqlen-k 1000 --heads-q 4 --heads-kv 2 --dim-qk 128 --dim-v 128 --deterministic"
+    "--causal --compress-factor 16 --diag-offset -31 --seqlen-q 2000 --seqlen-k 130 --heads-q 16 --heads-kv 2 --dim-qk 192 --dim-v 128"
+    "--causal --compress-factor 16 --diag-offset -31 --seqlen-q 2000 --seqlen-k 130 --heads-q 16 --heads-kv 2 --dim-qk 192 --dim-v 128 --deterministic"
+    "--causal --compress-factor 4 --seqlen-q 700 --seqlen-k 200 --heads-q 4 --heads-kv 4 --dim-qk 256 --dim-v 256 --deterministic"
+    "--causal --documents 300:120,0:0,700:250 --heads-q 8 --heads-kv 2 --dim-qk 64 --dim-v 64"
+  )
+  for c in "${cases[@]}"; do
+    # shellcheck disable=SC2086
+    timeout 60 "$bin" check --backend cuda --bwd $c >> "$log" 2>&1
+    case $? in
+      0) ;;
+      124) echo "ab: smoke check hung (60 s): $c"; return 1 ;;
+      *) echo "ab: smoke check failed: $c"; rc=2 ;;
+    esac
+  done
+  return $rc
+}
+
 # A call cut short may have left a variant's patches on.
 if [ -e "$ab/applied" ]; then apply "$(cat "$ab/applied")" -R || { echo "ab: $src is not pristine"; exit 1; }; fi
 
@@ -96,6 +122,8 @@ for label in "${order[@]}"; do
   cp "$build/src/cli/ccattn" "$ab/bin/ccattn-$label"
   echo "== built $label in $(( $(date +%s) - t0 )) s"
   if [ "$label" = "${TEST:-}" ]; then
+    smoke "$ab/bin/ccattn-$label" "$logs/smoke-$label.log"
+    if [ $? = 1 ]; then apply "$label" -R; save; exit 1; fi
     BUILD_DIR="$build" OUT="$logs/tests-$label" bash "$src/scripts/gpu_tests.sh" > "$logs/gpu-tests-$label.log" 2>&1
     echo "gpu tests of $label: exit $?"
     grep -E "tests passed|tests failed|\*\*\*(Failed|Exception|Timeout)|ERROR SUMMARY|RACECHECK SUMMARY" "$logs/gpu-tests-$label.log" | head -30
