@@ -25,6 +25,16 @@ configure_build() {  # source dir, build dir, CuTe include dir, ON|OFF for the t
     -DCCATTN_CUTLASS_INCLUDE="$3" -DCCATTN_BUILD_TESTS="$4" "${@:5}"
 }
 
+ncu_pages() {  # ncu binary, logs dir, tag: the details page and SASS table of /root/ncu-<tag>.ncu-rep (the
+  # report itself stays in /root, too large to come back), and its headline figures
+  local ncu_bin=$1 logs=$2 tag=$3
+  "$ncu_bin" -i "/root/ncu-$tag.ncu-rep" --page details > "$logs/ncu-$tag.txt" 2>&1
+  "$ncu_bin" -i "/root/ncu-$tag.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$tag.csv" 2>&1
+  echo "== profile $tag"
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size" \
+    "$logs/ncu-$tag.txt" | head -15
+}
+
 profile_peer() {  # logs dir, impl:case (fa4:fwd_causal_16k, flex_flash:bwd_nsa_64k, ...): the peer's kernels
   # under Nsight Compute, one run inside bench/profile_peer.py's NVTX range (FA4 staged by bench/fa4.sh).
   local logs=$1 impl=${2%%:*} name=${2#*:} ncu_bin mask bench_case
@@ -37,10 +47,7 @@ profile_peer() {  # logs dir, impl:case (fa4:fwd_causal_16k, flex_flash:bwd_nsa_
   local tag="$impl-$name"
   timeout 400 "$ncu_bin" --clock-control none --nvtx --nvtx-include "profile/" -c 8 --set full -f -o "/root/ncu-$tag" \
     "${PYTHON:-python3}" bench/profile_peer.py "$impl" "$mask" "$bench_case" "${name%%_*}" > "$logs/ncu-$tag.log" 2>&1
-  "$ncu_bin" -i "/root/ncu-$tag.ncu-rep" --page details > "$logs/ncu-$tag.txt" 2>&1
-  "$ncu_bin" -i "/root/ncu-$tag.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$tag.csv" 2>&1
-  echo "== profile $tag"
-  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Grid Size" "$logs/ncu-$tag.txt" | head -15
+  ncu_pages "$ncu_bin" "$logs" "$tag"
 }
 
 profile() {  # ccattn binary, logs dir, case name (below): Nsight Compute on its kernel launches
@@ -72,12 +79,7 @@ lo, hi, shape = cases.edges(cases.CASES['$1']); run.write_npy('/root/band-lo.npy
   esac
   name=${name//:/-}
   # The full set with per-instruction stall counts (SourceCounters): the SASS table says where it waits.
-  # The report stays in /root (too large to come back); its details page and SASS table travel.
   timeout 240 "$ncu_bin" --clock-control none -k "regex:$kernel" -c "$launches" --set full -f -o "/root/ncu-$name" \
     "$bin" bench --backend cuda --iters 1 --warmup 0 "${args[@]}" > "$logs/ncu-$name.log" 2>&1
-  "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page details > "$logs/ncu-$name.txt" 2>&1
-  "$ncu_bin" -i "/root/ncu-$name.ncu-rep" --page source --csv --print-source sass > "$logs/sass-$name.csv" 2>&1
-  echo "== profile $name"
-  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size" \
-    "$logs/ncu-$name.txt" | head -12
+  ncu_pages "$ncu_bin" "$logs" "$name"
 }

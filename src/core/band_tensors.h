@@ -7,6 +7,7 @@
 
 #include "core/band.h"
 #include "core/host_device.h"
+#include "core/schedule.h"
 
 namespace ccattn::core {
 
@@ -29,7 +30,8 @@ struct KeyRows {
     const std::int32_t* rows = nullptr;  // 2 per key row of the k tensor (B * Sk, or total_k with varlen)
 };
 
-// The first key row of sequence b in the k tensor: where its keys' entries of KeyRows start.
+// The first key row of sequence b in the k tensor (dense rows): where its keys' KeyRows entries
+// start, and its keys' rows of the backward's fp32 dK / dV accumulators.
 CCATTN_HD std::int64_t key_row0(bool varlen, int b, std::int64_t row_k, std::int64_t seqlen_k) {
     return varlen ? row_k : std::int64_t(b) * seqlen_k;
 }
@@ -66,11 +68,11 @@ struct TensorBand {
     // The same by binary search over the rows (what the key-rows pass stores).
     CCATTN_HD std::int64_t search_hi_above(std::int64_t j, std::int64_t seqlen_q) const {
         if (j >= seqlen_k) return seqlen_q;
-        return first_row(seqlen_q, [&](std::int64_t i) { return hi(i) > j; });
+        return partition_point(0, seqlen_q, [&](std::int64_t i) { return hi(i) > j; });
     }
     CCATTN_HD std::int64_t search_lo_above(std::int64_t j, std::int64_t seqlen_q) const {
         if (j >= seqlen_k) return seqlen_q;
-        return first_row(seqlen_q, [&](std::int64_t i) { return lo(i) > j; });
+        return partition_point(0, seqlen_q, [&](std::int64_t i) { return lo(i) > j; });
     }
 
     // Rows [begin, end) of [0, seqlen_q) that see key j: hi(i) > j holds on a suffix of the rows and
@@ -79,18 +81,6 @@ struct TensorBand {
         begin = hi_above(j, seqlen_q);
         end = lo_above(j, seqlen_q);
         if (end < begin) end = begin;
-    }
-
-  private:
-    // The first row of [0, n) where `after` holds (n if none), for a predicate false, then true.
-    template <class After>
-    CCATTN_HD static std::int64_t first_row(std::int64_t n, After&& after) {
-        std::int64_t a = 0, b = n;
-        while (a < b) {
-            const std::int64_t mid = a + (b - a) / 2;
-            if (after(mid)) b = mid; else a = mid + 1;
-        }
-        return a;
     }
 };
 

@@ -312,7 +312,7 @@ __device__ __forceinline__ void backward_cta(const BackwardParams& bp, int b, in
         c.n0 = n_block * kBlockN;
         c.band = core::sequence_band(p, b, c.seq);
         c.q_row0 = p.varlen() ? c.seq.row_q : std::int64_t(b) * p.seqlen_q;
-        c.k_row0 = p.varlen() ? c.seq.row_k : std::int64_t(b) * p.seqlen_k;
+        c.k_row0 = core::key_row0(p.varlen(), b, c.seq.row_k, p.seqlen_k);
         state->has[0] = state->has[1] = false;
         if (c.n0 < c.seq.seqlen_k) {
             new (&state->schedule) QTileSchedule(bp, c.band, b, kv_head, n_block, chunk, c.seq.seqlen_q,

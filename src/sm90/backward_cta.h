@@ -35,7 +35,7 @@ struct BackwardCta {
         c.seq = core::sequence(p, c.b);
         c.band = core::sequence_band(p, c.b, c.seq);
         c.q_row0 = p.varlen() ? c.seq.row_q : std::int64_t(c.b) * p.seqlen_q;
-        c.k_row0 = p.varlen() ? c.seq.row_k : std::int64_t(c.b) * p.seqlen_k;
+        c.k_row0 = core::key_row0(p.varlen(), c.b, c.seq.row_k, p.seqlen_k);
         return c;
     }
 };
